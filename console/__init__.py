@@ -1,0 +1,1 @@
+"""The Streamlit console: entry point (app.py) and shared UI helpers (ui.py)."""

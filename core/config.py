@@ -1,0 +1,90 @@
+"""All configuration in one place.
+
+Every setting comes from an environment variable with the ``HI_MOE_`` prefix (and can be
+overridden per call, which is how the CLI options work). Defaults live under ``var/`` in the
+working directory so that ``make demo`` works with no configuration at all.
+
+Settings are read when :func:`load_settings` is called, never at import time: Streamlit pages and
+tests change the environment between runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+ENV_PREFIX = "HI_MOE_"
+
+# Documented in the README; each maps to a field of Settings.
+ENV_VARS = {
+    "HOME": "home",
+    "DB": "db",
+    "VLLM_URLS": "vllm_urls",
+    "VLLM_API_KEY": "vllm_api_key",
+    "ADAPTER_ROOTS": "adapter_roots",
+    "TIMEOUT": "timeout",
+    "OPERATOR": "operator",
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    home: Path = Field(default=Path("var"), description="Folder for the registry, demo fleet, pids and logs")
+    db: Path | None = Field(default=None, description="Registry SQLite file (default: HOME/registry.db)")
+    vllm_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
+    vllm_api_key: SecretStr | None = None
+    adapter_roots: list[Path] | None = Field(default=None, description="Default: HOME/demo/adapters")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds for one admin or chat call")
+    operator: str = Field(default_factory=lambda: os.environ.get("USER") or "operator")
+
+    @field_validator("vllm_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        if isinstance(value, list):
+            value = [str(url).rstrip("/") for url in value]
+            for url in value:
+                if not url.startswith(("http://", "https://")):
+                    raise ValueError(f"vLLM URL {url!r} must start with http:// or https://")
+        return value
+
+    @field_validator("adapter_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.home / "registry.db"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"
+
+    @property
+    def roots(self) -> list[Path]:
+        if self.adapter_roots is not None:
+            return list(self.adapter_roots)
+        return [self.demo_dir / "adapters"]
+
+    @property
+    def api_key(self) -> str | None:
+        return self.vllm_api_key.get_secret_value() if self.vllm_api_key else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from ``HI_MOE_*`` environment variables, then ``overrides`` (None means unset)."""
+    values: dict[str, Any] = {}
+    for suffix, field in ENV_VARS.items():
+        raw = os.environ.get(ENV_PREFIX + suffix)
+        if raw not in (None, ""):
+            values[field] = raw
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return Settings(**values)
