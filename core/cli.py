@@ -197,6 +197,221 @@ def metrics(ctx, url, as_json) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# hi-moe adapters ...
+
+
+def _operations(ctx: click.Context):
+    from core.lifecycle import Operations
+
+    return Operations.from_settings(settings_of(ctx))
+
+
+def _version_row(v) -> dict[str, Any]:
+    return {"id": v.lora_int_id, "served_name": v.served_name, "status": v.status,
+            "canary": f"{v.canary_share:.0%}" if v.canary_share else "", "rank": v.rank,
+            "prev": v.previous_version, "requests": v.request_count,
+            "success": f"{v.success_rate:.3f}" if v.success_rate is not None else "",
+            "ema_ms": f"{v.avg_latency_ms:.1f}" if v.avg_latency_ms is not None else "",
+            "domains": ",".join(v.domains)}
+
+
+VERSION_COLUMNS = ["id", "served_name", "status", "canary", "rank", "prev", "requests", "success",
+                   "ema_ms", "domains"]
+
+
+def _emit_report(report, as_json: bool) -> None:
+    def human(r) -> str:
+        lines = [f"{r.action} {r.target}: done" + (" (registry only)" if r.registry_only else "")]
+        lines += [f"  - {step}" for step in r.steps]
+        return "\n".join(lines)
+
+    emit(report, as_json, human)
+
+
+@main.group(cls=HiMoeGroup)
+def adapters() -> None:
+    """The adapter registry: versions and their lifecycle."""
+
+
+@adapters.command("list")
+@click.option("--name", help="Only this specialist.")
+@click.option("--live", is_flag=True, help="Only active and canary versions.")
+@click.option("--all", "show_retired", is_flag=True, help="Include retired versions.")
+@json_option
+@click.pass_context
+def adapters_list(ctx, name, live, show_retired, as_json) -> None:
+    """Registered versions with status, ids and stats."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        versions = registry.live_versions() if live else registry.versions(
+            name, include_retired=show_retired)
+    if name:
+        versions = [v for v in versions if v.name == name]
+    emit(versions, as_json, lambda vs: table([_version_row(v) for v in vs], VERSION_COLUMNS))
+
+
+@adapters.command("show")
+@click.argument("name")
+@click.argument("version", required=False)
+@json_option
+@click.pass_context
+def adapters_show(ctx, name, version, as_json) -> None:
+    """One version (default: the active one of NAME), every field."""
+    from core.registry import Registry, RegistryError
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        found = registry.get(name, version) if version else registry.get_active(name)
+    if found is None:
+        raise RegistryError(f"{name} has no active version; name a version")
+    emit(found, as_json, lambda v: "\n".join(f"{k:18} {val}" for k, val in v.model_dump().items()))
+
+
+@adapters.command("register")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Specialist name (default: from ROOT/<specialist>/vX.Y.Z).")
+@click.option("--version", "version", help="Semantic version (default: from the folder vX.Y.Z).")
+@click.option("--domain", "domains", multiple=True, help="A domain it handles; repeatable.")
+@click.option("--description")
+@json_option
+@click.pass_context
+def adapters_register(ctx, path, name, version, domains, description, as_json) -> None:
+    """Validate the adapter at PATH and register it as a new, inactive version."""
+    with _operations(ctx) as ops:
+        registered = ops.register(path, name=name, version=version, domains=list(domains) or None,
+                                  description=description)
+    emit(registered, as_json, lambda v: f"registered {v.served_name} as lora_int_id "
+                                        f"{v.lora_int_id} (inactive)")
+
+
+@adapters.command("import")
+@click.argument("root", type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+def adapters_import(ctx, root, as_json) -> None:
+    """Register every ROOT/<specialist>/vX.Y.Z/ not registered yet. Exit 1 if any failed."""
+    with _operations(ctx) as ops:
+        report = ops.import_root(root)
+
+    def human(r) -> str:
+        lines = [f"registered {v.served_name} (id {v.lora_int_id})" for v in r.registered]
+        lines += [f"skipped {label} (already registered)" for label in r.skipped]
+        lines += [f"FAILED {label}: {msg}" for label, msg in r.errors.items()]
+        return "\n".join(lines) or "nothing to import"
+
+    emit(report, as_json, human)
+    if report.errors:
+        ctx.exit(1)
+
+
+@adapters.command("promote")
+@click.argument("name")
+@click.argument("version")
+@json_option
+@click.pass_context
+def adapters_promote(ctx, name, version, as_json) -> None:
+    """Load VERSION on every server, then make it NAME's live version."""
+    with _operations(ctx) as ops:
+        _emit_report(ops.promote(name, version), as_json)
+
+
+@adapters.command("rollback")
+@click.argument("name")
+@json_option
+@click.pass_context
+def adapters_rollback(ctx, name, as_json) -> None:
+    """Re-activate NAME's previous version (loaded on every server first)."""
+    with _operations(ctx) as ops:
+        _emit_report(ops.rollback(name), as_json)
+
+
+@adapters.command("canary")
+@click.argument("name")
+@click.argument("version", required=False)
+@click.option("--share", type=float, help="Share of NAME's tasks, e.g. 0.1.")
+@click.option("--end", is_flag=True, help="End NAME's canary instead.")
+@json_option
+@click.pass_context
+def adapters_canary(ctx, name, version, share, end, as_json) -> None:
+    """Send a share of NAME's tasks to VERSION (A/B), or --end the canary."""
+    from core.registry import Registry
+
+    if end:
+        with Registry.from_settings(settings_of(ctx)) as registry:
+            ended = registry.clear_canary(name)
+        emit(ended, as_json, lambda v: f"canary {v.served_name} ended")
+        return
+    if not version or share is None:
+        raise click.UsageError("give VERSION and --share, or --end")
+    with _operations(ctx) as ops:
+        _emit_report(ops.canary(name, version, share), as_json)
+
+
+@adapters.command("retire")
+@click.argument("name")
+@click.argument("version")
+@click.option("--force", is_flag=True, help="Even the active version.")
+@click.option("--delete", is_flag=True, help="Delete the row instead of marking it retired.")
+@click.option("--keep-loaded", is_flag=True, help="Do not unload it from the servers.")
+@json_option
+@click.pass_context
+def adapters_retire(ctx, name, version, force, delete, keep_loaded, as_json) -> None:
+    """Take VERSION out of service (its lora_int_id is never reused)."""
+    with _operations(ctx) as ops:
+        _emit_report(ops.retire(name, version, force=force, delete=delete,
+                                unload=not keep_loaded), as_json)
+
+
+@adapters.command("audit")
+@click.option("--operator")
+@click.option("--action")
+@click.option("--target")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@click.pass_context
+def adapters_audit(ctx, operator, action, target, limit, as_json) -> None:
+    """Who changed what, newest first."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        entries = registry.audit_log(operator=operator, action=action, target=target, limit=limit)
+    emit(entries, as_json, lambda es: table([{**e.model_dump(), "details": json.dumps(e.details)[:80]}
+                                             for e in es], ["ts", "operator", "action", "target", "details"]))
+
+
+@server.command()
+@json_option
+@click.pass_context
+def reconcile(ctx, as_json) -> None:
+    """Drift between the registry and each server. Exit 1 when any server is out of step."""
+    with _operations(ctx) as ops:
+        drifts = ops.reconcile()
+    emit(drifts, as_json, lambda ds: table([{
+        "server": d.server, "up": d.up, "expected": len(d.expected), "loaded": len(d.loaded),
+        "missing": ",".join(d.missing), "stale": ",".join(d.stale), "unknown": ",".join(d.unknown),
+        "error": d.error} for d in ds], ["server", "up", "expected", "loaded", "missing", "stale",
+                                        "unknown", "error"]))
+    if not all(d.in_step for d in drifts):
+        ctx.exit(1)
+
+
+@server.command()
+@click.option("--prune", is_flag=True, help="Also unload versions that are neither active nor canary.")
+@json_option
+@click.pass_context
+def sync(ctx, prune, as_json) -> None:
+    """Load on each server what the registry says it must serve. Exit 1 on any failure."""
+    with _operations(ctx) as ops:
+        reports = ops.sync(prune=prune)
+    emit(reports, as_json, lambda rs: table([{
+        "server": r.server, "up": r.up, "loaded": ",".join(r.loaded),
+        "unloaded": ",".join(r.unloaded), "failed": "; ".join(f"{k}: {v}" for k, v in r.failed.items()),
+        "error": r.error} for r in rs], ["server", "up", "loaded", "unloaded", "failed", "error"]))
+    if not all(r.up and not r.failed for r in reports):
+        ctx.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
 # hi-moe demo ...
 
 
@@ -245,6 +460,34 @@ def demo_serve(ctx, demo_dir, port, max_loras, max_cpu_loras, max_lora_rank, wai
         raise click.ClickException(str(exc)) from exc
     click.echo(f"vLLM serving {options.served_model_name} at {options.url} (pid {pid}; "
                f"log {settings.home / 'run' / f'vllm-{port}.log'})")
+
+
+@demo.command("setup")
+@click.option("--dir", "demo_dir", type=click.Path(path_type=Path), help="Demo fleet (default HOME/demo).")
+@click.pass_context
+def demo_setup(ctx, demo_dir) -> None:
+    """Import the demo adapters, make the newest version of each specialist live (python gets
+    its previous version live and the newest as a 20% canary) and load them on the servers."""
+    from core.registry import semver_key
+
+    demo_dir = demo_dir or settings_of(ctx).demo_dir
+    with _operations(ctx) as ops:
+        report = ops.import_root(demo_dir / "adapters")
+        for label, message in report.errors.items():
+            click.echo(f"could not import {label}: {message}", err=True)
+        for name in ops.registry.specialists():
+            versions = sorted(ops.registry.versions(name, include_retired=False),
+                              key=lambda v: semver_key(v.version))
+            if ops.registry.get_active(name) or not versions:
+                continue
+            live = versions[-2] if name == "python-lora" and len(versions) > 1 else versions[-1]
+            ops.promote(name, live.version)
+            if live is not versions[-1]:
+                ops.canary(name, versions[-1].version, 0.2)
+        ops.sync()
+        live = ops.registry.live_versions()
+    click.echo(f"registry {settings_of(ctx).db_path}: {len(live)} live version(s): "
+               + ", ".join(v.served_name for v in live))
 
 
 @demo.command("stop")

@@ -27,6 +27,12 @@ ENV_VARS = {
     "ADAPTER_ROOTS": "adapter_roots",
     "TIMEOUT": "timeout",
     "OPERATOR": "operator",
+    "BASE_MODEL": "base_model",
+    "MAX_LORAS": "max_loras",
+    "MAX_CPU_LORAS": "max_cpu_loras",
+    "MAX_LORA_RANK": "max_lora_rank",
+    "EMA_ALPHA": "ema_alpha",
+    "SUCCESS_WINDOW": "success_window",
 }
 
 
@@ -40,12 +46,21 @@ class Settings(BaseModel):
     adapter_roots: list[Path] | None = Field(default=None, description="Default: HOME/demo/adapters")
     timeout: float = Field(default=30.0, gt=0, description="Seconds for one admin or chat call")
     operator: str = Field(default_factory=lambda: os.environ.get("USER") or "operator")
+    # vLLM does not report its launch flags; these say what the fleet was started with.
+    base_model: str | None = Field(default=None, description="Expected base (served name or path) "
+                                   "when no server answers; adapters must name it")
+    max_loras: int = Field(default=4, ge=1)
+    max_cpu_loras: int = Field(default=8, ge=1)
+    max_lora_rank: int = Field(default=64, ge=1, le=512)
+    ema_alpha: float = Field(default=0.1, gt=0, le=1, description="Weight of a new latency in the EMA")
+    success_window: int = Field(default=100, ge=1, description="Outcomes in the rolling success rate")
 
     @field_validator("vllm_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = [part for part in value.replace(",", " ").split() if part]
+            # "none" means no server at all: lifecycle commands then change only the registry.
+            value = [part for part in value.replace(",", " ").split() if part.lower() != "none"]
         if isinstance(value, list):
             value = [str(url).rstrip("/") for url in value]
             for url in value:

@@ -1,0 +1,670 @@
+"""The adapter registry: versions, never-reused ids, the lifecycle in the database, stats,
+routing gaps, health history, alert thresholds and the audit log.
+
+This module only reads and writes the SQLite file. Operations that must also act on the vLLM
+servers (promote, rollback, canary, sync) live in :mod:`core.lifecycle`, which calls the servers
+first and this module second. Every mutation here is one transaction that also writes its audit
+row, so the log and the state cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from pydantic import BaseModel, Field
+
+from core.adapter_files import AdapterManifest
+from core.db import open_db, transaction
+from core.errors import HiMoeError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
+ROLLUP_SECONDS = 3600
+# Latency histogram bins: bin k holds latencies in [B**(k-1), B**k) ms; bin 0 is under 1 ms.
+LATENCY_BASE = 1.2
+LATENCY_BINS = 100  # up to about 1.2**99 ms: far beyond any timeout
+
+
+class RegistryError(HiMoeError):
+    """A registry change was refused; nothing was written."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def served_name(name: str, version: str) -> str:
+    """Each version is served under its own name: never new weights over an old name (vLLM can
+    then answer with the old weights while prefix caching is on)."""
+    return f"{name}@{version}"
+
+
+def specialist_from_folder(folder: str) -> str:
+    """``python`` / ``python-specialist`` / ``python-lora`` -> ``python-lora``."""
+    base = folder.lower().removesuffix("-specialist").removesuffix("-lora")
+    return f"{base}-lora"
+
+
+def version_from_folder(folder: str) -> str:
+    return folder[1:] if folder[:1] in ("v", "V") else folder
+
+
+def validate_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise RegistryError(f"invalid specialist name {name!r}: use lowercase letters, digits, "
+                            "'-' and '_', starting with a letter or digit (at most 63)")
+
+
+def validate_version(version: str) -> None:
+    if not SEMVER_RE.match(version or ""):
+        raise RegistryError(f"invalid version {version!r}: expected a semantic version such as 1.2.0")
+
+
+def semver_key(version: str) -> tuple:
+    match = SEMVER_RE.match(version)
+    if not match:
+        return (0, 0, 0, version)
+    major, minor, patch = (int(part) for part in match.groups()[:3])
+    pre = version.partition("-")[2]
+    # A pre-release sorts before its release.
+    return (major, minor, patch, 0 if pre else 1, pre)
+
+
+def canary_bucket(name: str, task_key: str) -> float:
+    """A task's fixed point in [0, 1) for one specialist: a retried task lands on the same
+    version, and different specialists split traffic independently."""
+    digest = hashlib.sha256(f"{name}\0{task_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def latency_bin(ms: float) -> int:
+    if ms < 1:
+        return 0
+    return min(LATENCY_BINS - 1, 1 + int(math.log(ms, LATENCY_BASE)))
+
+
+def bin_upper_ms(k: int) -> float:
+    return LATENCY_BASE ** k if k else 1.0
+
+
+def percentile_from_bins(bins: dict[int, int], q: float) -> float | None:
+    """The upper bound of the bin holding the q-quantile (resolution: 20%)."""
+    total = sum(bins.values())
+    if not total:
+        return None
+    target = q * total
+    running = 0
+    for k in sorted(bins):
+        running += bins[k]
+        if running >= target:
+            return bin_upper_ms(k)
+    return bin_upper_ms(max(bins))
+
+
+class AdapterVersion(BaseModel):
+    """One registered version: the spec's AdapterInfo plus what operating it needs."""
+
+    lora_int_id: int
+    name: str
+    version: str
+    served_name: str
+    path: str
+    rank: int
+    alpha: float
+    target_modules: list[str]
+    domains: list[str]
+    description: str | None = None
+    base_model: str
+    size_bytes: int
+    checksum: str
+    created_at: str
+    previous_version: str | None = None
+    active: bool = False
+    canary_share: float | None = None
+    retired_at: str | None = None
+    avg_latency_ms: float | None = None
+    success_rate: float | None = None
+    request_count: int = 0
+    success_count: int = 0
+    last_used: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.active:
+            return "active"
+        if self.canary_share is not None:
+            return "canary"
+        if self.retired_at:
+            return "retired"
+        return "inactive"
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AdapterVersion:
+        row = dict(row)
+        row["target_modules"] = json.loads(row["target_modules"])
+        row["domains"] = json.loads(row["domains"])
+        row["active"] = bool(row["active"])
+        return cls(**row)
+
+
+class Outcome(BaseModel):
+    """One answered (or failed) request, as the router or an operator records it."""
+
+    adapter_id: int | None = None  # None: the base model answered
+    specialist: str | None = None
+    success: bool
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    fallback: bool = False
+    fallback_reason: str | None = None
+    task_id: str | None = None
+    server: str | None = None
+    source: str = "dispatch"
+    ts: float = Field(default_factory=time.time)
+
+
+class AuditEntry(BaseModel):
+    id: int
+    ts: str
+    operator: str
+    action: str
+    target: str | None
+    details: dict[str, Any]
+
+
+class Registry:
+    """The registry file. ``operator`` is who the audit log names for this handle's changes."""
+
+    def __init__(self, db: sqlite_utils.Database, *, operator: str = "operator",
+                 ema_alpha: float = 0.1, success_window: int = 100):
+        self.db = db
+        self.operator = operator
+        self.ema_alpha = ema_alpha
+        self.success_window = success_window
+
+    @classmethod
+    def open(cls, path: Path | str, **kwargs: Any) -> Registry:
+        return cls(open_db(path), **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Registry:
+        return cls.open(settings.db_path, operator=settings.operator,
+                        ema_alpha=settings.ema_alpha, success_window=settings.success_window)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def _audit(self, action: str, target: str | None, **details: Any) -> None:
+        self.db.execute(
+            "insert into audit (ts, operator, action, target, details) values (?, ?, ?, ?, ?)",
+            [now_iso(), self.operator, action, target, json.dumps(details, default=str)])
+
+    def audit(self, action: str, target: str | None = None, **details: Any) -> None:
+        """Record an action that changed something outside the registry (a server load...)."""
+        with transaction(self.db):
+            self._audit(action, target, **details)
+
+    def audit_log(self, *, operator: str | None = None, action: str | None = None,
+                  target: str | None = None, since: str | None = None,
+                  limit: int = 500) -> list[AuditEntry]:
+        where, params = ["1 = 1"], []
+        for column, value in (("operator", operator), ("action", action)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if target:
+            where.append("target like ?")
+            params.append(f"%{target}%")
+        if since:
+            where.append("ts >= ?")
+            params.append(since)
+        rows = self.db.query(f"select * from audit where {' and '.join(where)} "
+                             f"order by id desc limit ?", [*params, limit])
+        return [AuditEntry(**{**row, "details": json.loads(row["details"])}) for row in rows]
+
+    # -- reading versions ---------------------------------------------------------------------
+
+    def versions(self, name: str | None = None, *, include_retired: bool = True) -> list[AdapterVersion]:
+        where, params = ["1 = 1"], []
+        if name:
+            where.append("name = ?")
+            params.append(name)
+        if not include_retired:
+            where.append("retired_at is null")
+        rows = self.db.query(f"select * from adapters where {' and '.join(where)} "
+                             "order by name, lora_int_id", params)
+        return [AdapterVersion.from_row(row) for row in rows]
+
+    def specialists(self) -> list[str]:
+        return [row["name"] for row in self.db.query("select distinct name from adapters order by name")]
+
+    def get(self, name: str, version: str) -> AdapterVersion:
+        rows = list(self.db.query("select * from adapters where name = ? and version = ?",
+                                  [name, version]))
+        if not rows:
+            known = ", ".join(v.version for v in self.versions(name)) or "none"
+            raise NotFound(f"{name} has no version {version} (registered: {known})")
+        return AdapterVersion.from_row(rows[0])
+
+    def get_by_id(self, lora_int_id: int) -> AdapterVersion:
+        rows = list(self.db.query("select * from adapters where lora_int_id = ?", [lora_int_id]))
+        if not rows:
+            raise NotFound(f"no adapter version with lora_int_id {lora_int_id}")
+        return AdapterVersion.from_row(rows[0])
+
+    def get_by_served_name(self, served: str) -> AdapterVersion | None:
+        rows = list(self.db.query("select * from adapters where served_name = ?", [served]))
+        return AdapterVersion.from_row(rows[0]) if rows else None
+
+    def get_active(self, name: str) -> AdapterVersion | None:
+        rows = list(self.db.query("select * from adapters where name = ? and active = 1", [name]))
+        return AdapterVersion.from_row(rows[0]) if rows else None
+
+    def get_canary(self, name: str) -> AdapterVersion | None:
+        rows = list(self.db.query(
+            "select * from adapters where name = ? and canary_share is not null", [name]))
+        return AdapterVersion.from_row(rows[0]) if rows else None
+
+    def live_versions(self) -> list[AdapterVersion]:
+        """What the servers must serve: every active and every canary version."""
+        rows = self.db.query("select * from adapters where active = 1 or canary_share is not null "
+                             "order by name, lora_int_id")
+        return [AdapterVersion.from_row(row) for row in rows]
+
+    def pick_version(self, name: str, task_key: str) -> AdapterVersion | None:
+        """The version of ``name`` that serves this task: the canary for its share of tasks
+        (deterministic per task), else the active version."""
+        active, canary = self.get_active(name), self.get_canary(name)
+        if canary and canary_bucket(name, task_key) < canary.canary_share:
+            return canary
+        return active or canary
+
+    # -- lifecycle (registry side) -------------------------------------------------------------
+
+    def register(self, manifest: AdapterManifest, *, name: str, version: str,
+                 domains: Sequence[str], description: str | None = None) -> AdapterVersion:
+        """Deploy: a new version, inactive, with the next never-used lora_int_id."""
+        validate_name(name)
+        validate_version(version)
+        domains = [d.strip().lower() for d in domains if d and d.strip()]
+        if not domains:
+            raise RegistryError(f"{name}@{version}: at least one domain is required")
+        with transaction(self.db):
+            clash = list(self.db.query(
+                "select served_name, path from adapters where (name = ? and version = ?) or path = ?",
+                [name, version, manifest.path]))
+            if clash:
+                raise RegistryError(f"{served_name(name, version)} is already registered "
+                                    f"(as {clash[0]['served_name']} at {clash[0]['path']})")
+            lora_int_id = self._next_id()
+            self.db.execute(
+                """insert into adapters (lora_int_id, name, version, served_name, path, rank, alpha,
+                   target_modules, domains, description, base_model, size_bytes, checksum,
+                   created_at, active) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)""",
+                [lora_int_id, name, version, served_name(name, version), manifest.path,
+                 manifest.rank, manifest.alpha, json.dumps(manifest.target_modules),
+                 json.dumps(domains), description, manifest.base_model, manifest.size_bytes,
+                 manifest.checksum, now_iso()])
+            self._audit("register", served_name(name, version), lora_int_id=lora_int_id,
+                        path=manifest.path, rank=manifest.rank, checksum=manifest.checksum)
+        return self.get(name, version)
+
+    def _next_id(self) -> int:
+        value = self.db.execute("select value from counters where name = 'lora_int_id'").fetchone()[0]
+        self.db.execute("update counters set value = ? where name = 'lora_int_id'", [value + 1])
+        return value
+
+    def next_id_preview(self) -> int:
+        return self.db.execute("select value from counters where name = 'lora_int_id'").fetchone()[0]
+
+    def set_canary(self, name: str, version: str, share: float) -> AdapterVersion:
+        if not 0 < share < 1:
+            raise RegistryError(f"canary share must be between 0 and 1 (exclusive), got {share}")
+        with transaction(self.db):
+            target = self.get(name, version)
+            if target.active:
+                raise RegistryError(f"{target.served_name} is the active version; a canary must be "
+                                    "another version")
+            if target.retired_at:
+                raise RegistryError(f"{target.served_name} is retired")
+            previous = self.get_canary(name)
+            self.db.execute("update adapters set canary_share = null where name = ?", [name])
+            self.db.execute("update adapters set canary_share = ? where lora_int_id = ?",
+                            [share, target.lora_int_id])
+            self._audit("canary", target.served_name, share=share,
+                        replaced=previous.served_name if previous and previous.lora_int_id != target.lora_int_id else None)
+        return self.get(name, version)
+
+    def clear_canary(self, name: str) -> AdapterVersion | None:
+        with transaction(self.db):
+            canary = self.get_canary(name)
+            if canary is None:
+                raise RegistryError(f"{name} has no canary")
+            self.db.execute("update adapters set canary_share = null where lora_int_id = ?",
+                            [canary.lora_int_id])
+            self._audit("canary-end", canary.served_name)
+        return canary
+
+    def promote(self, name: str, version: str) -> tuple[AdapterVersion | None, AdapterVersion]:
+        """Make ``version`` the live one; the old live one becomes its ``previous_version``."""
+        with transaction(self.db):
+            target = self.get(name, version)
+            if target.retired_at:
+                raise RegistryError(f"{target.served_name} is retired; register it again to use it")
+            current = self.get_active(name)
+            if current and current.lora_int_id == target.lora_int_id:
+                raise RegistryError(f"{target.served_name} is already the active version")
+            if current:
+                self.db.execute("update adapters set active = 0 where lora_int_id = ?",
+                                [current.lora_int_id])
+            self.db.execute(
+                "update adapters set active = 1, canary_share = null, previous_version = "
+                "coalesce(?, previous_version) where lora_int_id = ?",
+                [current.version if current else None, target.lora_int_id])
+            self._audit("promote", target.served_name,
+                        previous=current.served_name if current else None)
+        return current, self.get(name, version)
+
+    def rollback_target(self, name: str) -> tuple[AdapterVersion, AdapterVersion]:
+        """(current active, the version a rollback would re-activate), or a clear error."""
+        current = self.get_active(name)
+        if current is None:
+            raise RegistryError(f"{name} has no active version to roll back")
+        if not current.previous_version:
+            raise RegistryError(f"{current.served_name} has no previous version to roll back to")
+        try:
+            previous = self.get(name, current.previous_version)
+        except NotFound as exc:
+            raise RegistryError(f"{current.served_name}: previous version "
+                                f"{current.previous_version} was deleted; promote a version "
+                                "explicitly instead") from exc
+        if previous.retired_at:
+            raise RegistryError(f"{current.served_name}: previous version {previous.version} is "
+                                "retired; promote a version explicitly instead")
+        return current, previous
+
+    def rollback(self, name: str) -> tuple[AdapterVersion, AdapterVersion]:
+        with transaction(self.db):
+            current, previous = self.rollback_target(name)
+            self.db.execute("update adapters set active = 0 where lora_int_id = ?",
+                            [current.lora_int_id])
+            self.db.execute("update adapters set active = 1, canary_share = null "
+                            "where lora_int_id = ?", [previous.lora_int_id])
+            self._audit("rollback", previous.served_name, from_version=current.served_name)
+        return current, self.get(name, previous.version)
+
+    def retire(self, name: str, version: str, *, force: bool = False,
+               delete: bool = False) -> AdapterVersion:
+        """Take a version out of service (kept for history), or ``delete`` its row. Its
+        lora_int_id is never handed out again either way."""
+        with transaction(self.db):
+            target = self.get(name, version)
+            if target.active and not force:
+                raise RegistryError(f"{target.served_name} is the active version; promote another "
+                                    "version first, or pass --force")
+            if delete:
+                self.db.execute("delete from adapters where lora_int_id = ?", [target.lora_int_id])
+            else:
+                self.db.execute("update adapters set active = 0, canary_share = null, "
+                                "retired_at = ? where lora_int_id = ?",
+                                [now_iso(), target.lora_int_id])
+            self._audit("delete" if delete else "retire", target.served_name, force=force,
+                        was=target.status)
+        return target
+
+    # -- outcomes and stats -------------------------------------------------------------------
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        self.record_outcomes([outcome])
+
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> int:
+        """Append outcomes and bring every aggregate up to date, in one transaction."""
+        if not outcomes:
+            return 0
+        rows = [(o.ts, o.adapter_id, o.specialist, int(o.success), o.latency_ms,
+                 o.prompt_tokens, o.completion_tokens, int(o.fallback), o.fallback_reason,
+                 o.task_id, o.server, o.source) for o in outcomes]
+        rollup: dict[tuple[int, int], list] = {}
+        bins: dict[tuple[int, int, int], int] = defaultdict(int)
+        per_adapter: dict[int, list[Outcome]] = defaultdict(list)
+        for o in outcomes:
+            key = (o.adapter_id or 0, int(o.ts // ROLLUP_SECONDS) * ROLLUP_SECONDS)
+            agg = rollup.setdefault(key, [o.specialist, 0, 0, 0, 0.0, 0])
+            agg[1] += 1
+            agg[2] += int(o.success)
+            agg[3] += int(o.fallback)
+            if o.latency_ms is not None:
+                agg[4] += o.latency_ms
+                agg[5] += 1
+                bins[(*key, latency_bin(o.latency_ms))] += 1
+            if o.adapter_id is not None:
+                per_adapter[o.adapter_id].append(o)
+        with transaction(self.db):
+            self.db.conn.executemany(
+                "insert into outcomes (ts, adapter_id, specialist, success, latency_ms, "
+                "prompt_tokens, completion_tokens, fallback, fallback_reason, task_id, server, "
+                "source) values (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.conn.executemany(
+                "insert into rollups (adapter_key, bucket, specialist, requests, successes, "
+                "fallbacks, latency_sum, latency_n) values (?,?,?,?,?,?,?,?) "
+                "on conflict (adapter_key, bucket) do update set "
+                "requests = requests + excluded.requests, successes = successes + excluded.successes, "
+                "fallbacks = fallbacks + excluded.fallbacks, "
+                "latency_sum = latency_sum + excluded.latency_sum, "
+                "latency_n = latency_n + excluded.latency_n",
+                [(k[0], k[1], *v) for k, v in rollup.items()])
+            self.db.conn.executemany(
+                "insert into rollup_latency (adapter_key, bucket, bin, n) values (?,?,?,?) "
+                "on conflict (adapter_key, bucket, bin) do update set n = n + excluded.n",
+                [(*k, n) for k, n in bins.items()])
+            for adapter_id, items in per_adapter.items():
+                self._update_stats(adapter_id, items)
+        return len(rows)
+
+    def _update_stats(self, adapter_id: int, items: list[Outcome]) -> None:
+        row = self.db.execute("select avg_latency_ms from adapters where lora_int_id = ?",
+                              [adapter_id]).fetchone()
+        if row is None:  # deleted since: its outcomes stay, there is nothing to update
+            return
+        ema = row[0]
+        for o in sorted(items, key=lambda o: o.ts):
+            if o.latency_ms is not None:
+                ema = o.latency_ms if ema is None else ema + self.ema_alpha * (o.latency_ms - ema)
+        rate = self.db.execute(
+            "select avg(success) from (select success from outcomes where adapter_id = ? "
+            "order by id desc limit ?)", [adapter_id, self.success_window]).fetchone()[0]
+        last = datetime.fromtimestamp(max(o.ts for o in items), UTC)
+        self.db.execute(
+            "update adapters set avg_latency_ms = ?, success_rate = ?, "
+            "request_count = request_count + ?, success_count = success_count + ?, "
+            "last_used = max(coalesce(last_used, ''), ?) where lora_int_id = ?",
+            [ema, rate, len(items), sum(o.success for o in items),
+             last.isoformat(timespec="seconds").replace("+00:00", "Z"), adapter_id])
+
+    def outcomes(self, *, adapter_id: int | None = None, since: float | None = None,
+                 limit: int = 1000) -> list[dict[str, Any]]:
+        where, params = ["1 = 1"], []
+        if adapter_id is not None:
+            where.append("adapter_id = ?")
+            params.append(adapter_id)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        return list(self.db.query(f"select * from outcomes where {' and '.join(where)} "
+                                  "order by id desc limit ?", [*params, limit]))
+
+    # -- aggregates for charts and reviews ------------------------------------------------------
+
+    def timeseries(self, *, since: float, until: float | None = None,
+                   bucket_seconds: int = ROLLUP_SECONDS, specialist: str | None = None,
+                   by_version: bool = True) -> list[dict[str, Any]]:
+        """Requests, success rate, mean and p50/p95 latency per time bucket and version (or
+        specialist), from the hourly roll-ups."""
+        bucket_seconds = max(ROLLUP_SECONDS, bucket_seconds // ROLLUP_SECONDS * ROLLUP_SECONDS)
+        until = until if until is not None else time.time()
+        group = "r.adapter_key" if by_version else "coalesce(r.specialist, '(base model)')"
+        where = "r.bucket >= ? and r.bucket < ?"
+        params: list[Any] = [int(since // ROLLUP_SECONDS) * ROLLUP_SECONDS, until]
+        if specialist:
+            where += " and r.specialist = ?"
+            params.append(specialist)
+        rows = list(self.db.query(f"""
+            select {group} as series, (r.bucket / {bucket_seconds}) * {bucket_seconds} as t,
+                   max(r.specialist) as specialist, max(r.adapter_key) as adapter_key,
+                   sum(r.requests) as requests, sum(r.successes) as successes,
+                   sum(r.fallbacks) as fallbacks, sum(r.latency_sum) as latency_sum,
+                   sum(r.latency_n) as latency_n
+            from rollups r where {where} group by 1, 2 order by 2, 1""", params))
+        hist: dict[tuple[Any, int], dict[int, int]] = defaultdict(dict)
+        for b in self.db.query(f"""
+            select {group} as series, (r.bucket / {bucket_seconds}) * {bucket_seconds} as t,
+                   l.bin as bin, sum(l.n) as n
+            from rollup_latency l join rollups r
+              on r.adapter_key = l.adapter_key and r.bucket = l.bucket
+            where {where} group by 1, 2, 3""", params):
+            hist[(b["series"], b["t"])][b["bin"]] = b["n"]
+        names = self._served_names()
+        out = []
+        for row in rows:
+            bins = hist.get((row["series"], row["t"]), {})
+            label = (names.get(row["adapter_key"], f"#{row['adapter_key']}")
+                     if by_version and row["adapter_key"] else
+                     row["series"] if not by_version else "(base model)")
+            out.append({
+                "t": row["t"], "series": label, "specialist": row["specialist"] or "(base model)",
+                "requests": row["requests"],
+                "success_rate": row["successes"] / row["requests"] if row["requests"] else None,
+                "fallbacks": row["fallbacks"],
+                "mean_latency_ms": row["latency_sum"] / row["latency_n"] if row["latency_n"] else None,
+                "p50_latency_ms": percentile_from_bins(bins, 0.5),
+                "p95_latency_ms": percentile_from_bins(bins, 0.95),
+            })
+        return out
+
+    def summary(self, *, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        """Per version over a window: requests, success rate, p50/p95, traffic share."""
+        until = until if until is not None else time.time()
+        params = [int(since // ROLLUP_SECONDS) * ROLLUP_SECONDS, until]
+        rows = list(self.db.query("""
+            select adapter_key, max(specialist) as specialist, sum(requests) as requests,
+                   sum(successes) as successes, sum(fallbacks) as fallbacks,
+                   sum(latency_sum) as latency_sum, sum(latency_n) as latency_n
+            from rollups where bucket >= ? and bucket < ? group by adapter_key""", params))
+        hist: dict[int, dict[int, int]] = defaultdict(dict)
+        for b in self.db.query("""
+            select adapter_key, bin, sum(n) as n from rollup_latency
+            where bucket >= ? and bucket < ? group by adapter_key, bin""", params):
+            hist[b["adapter_key"]][b["bin"]] = b["n"]
+        total = sum(row["requests"] for row in rows) or 1
+        names = self._served_names()
+        return [{
+            "adapter_id": row["adapter_key"] or None,
+            "served_name": names.get(row["adapter_key"], "(base model)" if not row["adapter_key"]
+                                     else f"#{row['adapter_key']} (deleted)"),
+            "specialist": row["specialist"] or "(base model)",
+            "requests": row["requests"],
+            "successes": row["successes"],
+            "success_rate": row["successes"] / row["requests"] if row["requests"] else None,
+            "fallbacks": row["fallbacks"],
+            "mean_latency_ms": row["latency_sum"] / row["latency_n"] if row["latency_n"] else None,
+            "p50_latency_ms": percentile_from_bins(hist[row["adapter_key"]], 0.5),
+            "p95_latency_ms": percentile_from_bins(hist[row["adapter_key"]], 0.95),
+            "traffic_share": row["requests"] / total,
+        } for row in sorted(rows, key=lambda r: -r["requests"])]
+
+    def _served_names(self) -> dict[int, str]:
+        return {row["lora_int_id"]: row["served_name"]
+                for row in self.db.query("select lora_int_id, served_name from adapters")}
+
+    # -- routing gaps -----------------------------------------------------------------------
+
+    def record_gap(self, objective: str, *, reason: str, extracted_domains: Iterable[str] = (),
+                   context_refs: Iterable[str] = (), task_id: str | None = None,
+                   ts: float | None = None) -> None:
+        with transaction(self.db):
+            self.db.execute(
+                "insert into routing_gaps (ts, task_id, objective, context_refs, "
+                "extracted_domains, reason) values (?,?,?,?,?,?)",
+                [ts or time.time(), task_id, objective, json.dumps(list(context_refs)),
+                 json.dumps(list(extracted_domains)), reason])
+
+    def gaps(self, *, since: float | None = None, reason: str | None = None,
+             limit: int = 5000) -> list[dict[str, Any]]:
+        where, params = ["1 = 1"], []
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if reason:
+            where.append("reason = ?")
+            params.append(reason)
+        rows = self.db.query(f"select * from routing_gaps where {' and '.join(where)} "
+                             "order by id desc limit ?", [*params, limit])
+        return [{**row, "context_refs": json.loads(row["context_refs"]),
+                 "extracted_domains": json.loads(row["extracted_domains"])} for row in rows]
+
+    # -- health history and thresholds --------------------------------------------------------
+
+    def record_health(self, *, server: str, up: bool, latency_ms: float | None = None,
+                      version: str | None = None, loaded: Iterable[str] = (),
+                      missing: Iterable[str] = (), unknown: Iterable[str] = (),
+                      error: str | None = None, ts: float | None = None) -> None:
+        with transaction(self.db):
+            self.db.execute(
+                "insert into health_checks (ts, server, up, latency_ms, version, loaded, missing, "
+                "unknown, error) values (?,?,?,?,?,?,?,?,?)",
+                [ts or time.time(), server, int(up), latency_ms, version, json.dumps(list(loaded)),
+                 json.dumps(list(missing)), json.dumps(list(unknown)), error])
+
+    def thresholds(self) -> dict[str, dict[str, Any]]:
+        return {row["key"]: row for row in self.db.query("select * from alert_thresholds order by key")}
+
+    def set_threshold(self, key: str, value: float) -> None:
+        with transaction(self.db):
+            known = self.thresholds()
+            if key not in known:
+                raise RegistryError(f"unknown threshold {key!r}; known: {', '.join(known)}")
+            if key.endswith(("_rate", "_share")) and not 0 <= value <= 1:
+                raise RegistryError(f"{key} is a fraction: give a value between 0 and 1, got {value}")
+            if value < 0:
+                raise RegistryError(f"{key} cannot be negative, got {value}")
+            self.db.execute("update alert_thresholds set value = ?, updated_at = ?, updated_by = ? "
+                            "where key = ?", [value, now_iso(), self.operator, key])
+            self._audit("set-threshold", key, old=known[key]["value"], new=value)
+
+    # -- adapter loads --------------------------------------------------------------------------
+
+    def record_load(self, *, server: str, served: str, action: str, ok: bool,
+                    latency_ms: float | None, error: str | None = None,
+                    adapter_id: int | None = None, ts: float | None = None) -> None:
+        with transaction(self.db):
+            self.db.execute(
+                "insert into adapter_loads (ts, server, served_name, adapter_id, action, ok, "
+                "latency_ms, error) values (?,?,?,?,?,?,?,?)",
+                [ts or time.time(), server, served, adapter_id, action, int(ok), latency_ms, error])
+
+    def loads(self, *, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(self.db.query("select * from adapter_loads where ts >= ? order by id desc "
+                                  "limit ?", [since or 0, limit]))
