@@ -247,3 +247,44 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     create index audit_ts on audit(ts);
 
     """)
+
+
+@migration
+def m002_monitoring(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- One row per /metrics scrape; histogram figures are the server's cumulative totals (the
+    -- monitor derives per-interval deltas, and notices counter resets after a restart).
+    create table metric_scrapes (
+        id integer primary key,
+        ts real not null,
+        server text not null,
+        max_lora integer,
+        running_adapters text not null default '[]',
+        waiting_adapters text not null default '[]',
+        requests_running real,
+        requests_waiting real,
+        kv_cache_usage real,
+        e2e_count real,
+        e2e_sum real,
+        ttft_count real,
+        ttft_sum real
+    );
+    create index metric_scrapes_server_ts on metric_scrapes(server, ts);
+
+    -- An alert is open while resolved_at is null; at most one open alert per rule and subject,
+    -- enforced by the index, so a repeated check can never open a duplicate.
+    create table alerts (
+        id integer primary key,
+        rule text not null,
+        subject text not null,
+        severity text not null default 'warning',
+        message text not null,
+        value real,
+        threshold real,
+        opened_at real not null,
+        last_seen_at real not null,
+        resolved_at real
+    );
+    create unique index alerts_one_open on alerts(rule, subject) where resolved_at is null;
+    create index alerts_opened on alerts(opened_at);
+    """)

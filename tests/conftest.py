@@ -48,15 +48,37 @@ def fleet_info(fleet_dir: Path) -> dict:
     return json.loads((fleet_dir / "fleet.json").read_text())
 
 
+class LiveServer:
+    """The session's server: its options (``url``, ``max_loras``, ...) plus stop and start, for
+    tests of what happens when a server goes away and comes back empty."""
+
+    def __init__(self, options, run_dir: Path):
+        self.options = options
+        self.run_dir = run_dir
+
+    def __getattr__(self, name):
+        return getattr(self.options, name)
+
+    def start(self) -> None:
+        start_server(self.options, self.run_dir, wait_seconds=600)
+
+    def stop(self) -> None:
+        stop_server(self.run_dir)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @pytest.fixture(scope="session")
 def vllm_server(fleet_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The session's real vLLM server: yields its options (``.url``, ``.max_loras`` ...)."""
-    run_dir = tmp_path_factory.mktemp("vllm-run")
+    """The session's ONE real vLLM server, started on first use and stopped at the end."""
     options = demo_server_options(fleet_dir, port=free_port(), max_loras=4, max_cpu_loras=8,
                                   max_lora_rank=SERVER_MAX_LORA_RANK)
-    start_server(options, run_dir, wait_seconds=600)
-    yield options
-    stop_server(run_dir)
+    server = LiveServer(options, tmp_path_factory.mktemp("vllm-run"))
+    server.start()
+    yield server
+    server.stop()
 
 
 def adapter_path(fleet_dir: Path, specialist: str, version: str) -> str:
