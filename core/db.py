@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from core import latency
 from core.errors import HiMoeError
 
 BUSY_TIMEOUT_S = 30.0
@@ -47,6 +48,8 @@ def open_db(path: Path | str, *, migrate: bool = True) -> sqlite_utils.Database:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.create_function("hist_add", 2, latency.hist_add, deterministic=True)
+        conn.create_aggregate("hist_sum", 1, latency.HistSum)
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"cannot open registry {path}: {exc}") from exc
     db = sqlite_utils.Database(conn)
@@ -161,9 +164,10 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     create index outcomes_adapter on outcomes(adapter_id, id);
     create index outcomes_ts on outcomes(ts);
 
-    -- Hourly roll-ups kept current with every recorded outcome, so charts never scan outcomes.
-    -- adapter_key is the lora_int_id, or 0 for the base model.
-    create table rollups (
+    -- Roll-ups kept current with every recorded outcome, so charts never scan outcomes: hourly
+    -- (pruned after the retention period) and daily (kept). adapter_key is the lora_int_id, or 0
+    -- for the base model; hist is a latency histogram (core.latency).
+    create table rollups_hour (
         adapter_key integer not null,
         bucket integer not null,          -- unix time of the hour's start
         specialist text,
@@ -172,16 +176,20 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         fallbacks integer not null,
         latency_sum real not null,
         latency_n integer not null,
-        primary key (adapter_key, bucket)
+        hist blob,
+        primary key (bucket, adapter_key)
     ) without rowid;
-    create index rollups_bucket on rollups(bucket);
-    -- Latency histogram per roll-up, on log-spaced bins, for percentiles.
-    create table rollup_latency (
+    create table rollups_day (
         adapter_key integer not null,
-        bucket integer not null,
-        bin integer not null,
-        n integer not null,
-        primary key (adapter_key, bucket, bin)
+        bucket integer not null,          -- unix time of the UTC day's start
+        specialist text,
+        requests integer not null,
+        successes integer not null,
+        fallbacks integer not null,
+        latency_sum real not null,
+        latency_n integer not null,
+        hist blob,
+        primary key (bucket, adapter_key)
     ) without rowid;
 
     create table routing_gaps (

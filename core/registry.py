@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import time
 from collections import defaultdict
@@ -23,16 +22,16 @@ from typing import Any
 import sqlite_utils
 from pydantic import BaseModel, Field
 
+from core import latency
 from core.adapter_files import AdapterManifest
 from core.db import open_db, transaction
 from core.errors import HiMoeError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
-ROLLUP_SECONDS = 3600
-# Latency histogram bins: bin k holds latencies in [B**(k-1), B**k) ms; bin 0 is under 1 ms.
-LATENCY_BASE = 1.2
-LATENCY_BINS = 100  # up to about 1.2**99 ms: far beyond any timeout
+HOUR = 3600
+DAY = 86400
+ROLLUP_TABLES = {HOUR: "rollups_hour", DAY: "rollups_day"}
 
 
 class RegistryError(HiMoeError):
@@ -91,30 +90,6 @@ def canary_bucket(name: str, task_key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def latency_bin(ms: float) -> int:
-    if ms < 1:
-        return 0
-    return min(LATENCY_BINS - 1, 1 + int(math.log(ms, LATENCY_BASE)))
-
-
-def bin_upper_ms(k: int) -> float:
-    return LATENCY_BASE ** k if k else 1.0
-
-
-def percentile_from_bins(bins: dict[int, int], q: float) -> float | None:
-    """The upper bound of the bin holding the q-quantile (resolution: 20%)."""
-    total = sum(bins.values())
-    if not total:
-        return None
-    target = q * total
-    running = 0
-    for k in sorted(bins):
-        running += bins[k]
-        if running >= target:
-            return bin_upper_ms(k)
-    return bin_upper_ms(max(bins))
-
-
 class AdapterVersion(BaseModel):
     """One registered version: the spec's AdapterInfo plus what operating it needs."""
 
@@ -154,11 +129,12 @@ class AdapterVersion(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AdapterVersion:
+        # Rows come from our own schema, so skip validation: listing 10,000 versions stays fast.
         row = dict(row)
         row["target_modules"] = json.loads(row["target_modules"])
         row["domains"] = json.loads(row["domains"])
         row["active"] = bool(row["active"])
-        return cls(**row)
+        return cls.model_construct(**row)
 
 
 class Outcome(BaseModel):
@@ -257,6 +233,26 @@ class Registry:
         rows = self.db.query(f"select * from adapters where {' and '.join(where)} "
                              "order by name, lora_int_id", params)
         return [AdapterVersion.from_row(row) for row in rows]
+
+    def versions_table(self, name: str | None = None, *,
+                       include_retired: bool = True) -> list[dict[str, Any]]:
+        """The same rows as :meth:`versions` as plain dicts, for tables of thousands of rows."""
+        where, params = ["1 = 1"], []
+        if name:
+            where.append("name = ?")
+            params.append(name)
+        if not include_retired:
+            where.append("retired_at is null")
+        rows = []
+        for row in self.db.query(f"select * from adapters where {' and '.join(where)} "
+                                 "order by name, lora_int_id", params):
+            row["domains"] = json.loads(row["domains"])
+            row["target_modules"] = json.loads(row["target_modules"])
+            row["active"] = bool(row["active"])
+            row["status"] = ("active" if row["active"] else "canary" if row["canary_share"]
+                             else "retired" if row["retired_at"] else "inactive")
+            rows.append(row)
+        return rows
 
     def specialists(self) -> list[str]:
         return [row["name"] for row in self.db.query("select distinct name from adapters order by name")]
@@ -447,19 +443,8 @@ class Registry:
         rows = [(o.ts, o.adapter_id, o.specialist, int(o.success), o.latency_ms,
                  o.prompt_tokens, o.completion_tokens, int(o.fallback), o.fallback_reason,
                  o.task_id, o.server, o.source) for o in outcomes]
-        rollup: dict[tuple[int, int], list] = {}
-        bins: dict[tuple[int, int, int], int] = defaultdict(int)
         per_adapter: dict[int, list[Outcome]] = defaultdict(list)
         for o in outcomes:
-            key = (o.adapter_id or 0, int(o.ts // ROLLUP_SECONDS) * ROLLUP_SECONDS)
-            agg = rollup.setdefault(key, [o.specialist, 0, 0, 0, 0.0, 0])
-            agg[1] += 1
-            agg[2] += int(o.success)
-            agg[3] += int(o.fallback)
-            if o.latency_ms is not None:
-                agg[4] += o.latency_ms
-                agg[5] += 1
-                bins[(*key, latency_bin(o.latency_ms))] += 1
             if o.adapter_id is not None:
                 per_adapter[o.adapter_id].append(o)
         with transaction(self.db):
@@ -467,19 +452,17 @@ class Registry:
                 "insert into outcomes (ts, adapter_id, specialist, success, latency_ms, "
                 "prompt_tokens, completion_tokens, fallback, fallback_reason, task_id, server, "
                 "source) values (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            self.db.conn.executemany(
-                "insert into rollups (adapter_key, bucket, specialist, requests, successes, "
-                "fallbacks, latency_sum, latency_n) values (?,?,?,?,?,?,?,?) "
-                "on conflict (adapter_key, bucket) do update set "
-                "requests = requests + excluded.requests, successes = successes + excluded.successes, "
-                "fallbacks = fallbacks + excluded.fallbacks, "
-                "latency_sum = latency_sum + excluded.latency_sum, "
-                "latency_n = latency_n + excluded.latency_n",
-                [(k[0], k[1], *v) for k, v in rollup.items()])
-            self.db.conn.executemany(
-                "insert into rollup_latency (adapter_key, bucket, bin, n) values (?,?,?,?) "
-                "on conflict (adapter_key, bucket, bin) do update set n = n + excluded.n",
-                [(*k, n) for k, n in bins.items()])
+            for seconds, table in ROLLUP_TABLES.items():
+                self.db.conn.executemany(
+                    f"insert into {table} (adapter_key, bucket, specialist, requests, successes, "
+                    "fallbacks, latency_sum, latency_n, hist) values (?,?,?,?,?,?,?,?,?) "
+                    "on conflict (bucket, adapter_key) do update set "
+                    "requests = requests + excluded.requests, "
+                    "successes = successes + excluded.successes, "
+                    "fallbacks = fallbacks + excluded.fallbacks, "
+                    "latency_sum = latency_sum + excluded.latency_sum, "
+                    "latency_n = latency_n + excluded.latency_n, "
+                    "hist = hist_add(hist, excluded.hist)", _rollup_rows(outcomes, seconds))
             for adapter_id, items in per_adapter.items():
                 self._update_stats(adapter_id, items)
         return len(rows)
@@ -519,65 +502,68 @@ class Registry:
     # -- aggregates for charts and reviews ------------------------------------------------------
 
     def timeseries(self, *, since: float, until: float | None = None,
-                   bucket_seconds: int = ROLLUP_SECONDS, specialist: str | None = None,
+                   bucket_seconds: int = HOUR, specialist: str | None = None,
                    by_version: bool = True) -> list[dict[str, Any]]:
         """Requests, success rate, mean and p50/p95 latency per time bucket and version (or
-        specialist), from the hourly roll-ups."""
-        bucket_seconds = max(ROLLUP_SECONDS, bucket_seconds // ROLLUP_SECONDS * ROLLUP_SECONDS)
+        specialist). Buckets of a day or more read the daily roll-ups, shorter ones the hourly."""
+        step = DAY if bucket_seconds >= DAY else HOUR
+        bucket_seconds = max(step, bucket_seconds // step * step)
         until = until if until is not None else time.time()
-        group = "r.adapter_key" if by_version else "coalesce(r.specialist, '(base model)')"
-        where = "r.bucket >= ? and r.bucket < ?"
-        params: list[Any] = [int(since // ROLLUP_SECONDS) * ROLLUP_SECONDS, until]
+        group = "adapter_key" if by_version else "coalesce(specialist, '(base model)')"
+        where = "bucket >= ? and bucket < ?"
+        params: list[Any] = [int(since // step) * step, until]
         if specialist:
-            where += " and r.specialist = ?"
+            where += " and specialist = ?"
             params.append(specialist)
-        rows = list(self.db.query(f"""
-            select {group} as series, (r.bucket / {bucket_seconds}) * {bucket_seconds} as t,
-                   max(r.specialist) as specialist, max(r.adapter_key) as adapter_key,
-                   sum(r.requests) as requests, sum(r.successes) as successes,
-                   sum(r.fallbacks) as fallbacks, sum(r.latency_sum) as latency_sum,
-                   sum(r.latency_n) as latency_n
-            from rollups r where {where} group by 1, 2 order by 2, 1""", params))
-        hist: dict[tuple[Any, int], dict[int, int]] = defaultdict(dict)
-        for b in self.db.query(f"""
-            select {group} as series, (r.bucket / {bucket_seconds}) * {bucket_seconds} as t,
-                   l.bin as bin, sum(l.n) as n
-            from rollup_latency l join rollups r
-              on r.adapter_key = l.adapter_key and r.bucket = l.bucket
-            where {where} group by 1, 2, 3""", params):
-            hist[(b["series"], b["t"])][b["bin"]] = b["n"]
-        names = self._served_names()
+        if by_version and bucket_seconds == step:
+            # Each roll-up row is already one point: no merging of histograms needed.
+            rows = self.db.query(f"""
+                select adapter_key as series, bucket as t, specialist, adapter_key, requests,
+                       successes, fallbacks, latency_sum, latency_n, hist
+                from {ROLLUP_TABLES[step]} where {where} order by 2, 1""", params)
+        else:
+            rows = self.db.query(f"""
+                select {group} as series, (bucket / {bucket_seconds}) * {bucket_seconds} as t,
+                       max(specialist) as specialist, max(adapter_key) as adapter_key,
+                       sum(requests) as requests, sum(successes) as successes,
+                       sum(fallbacks) as fallbacks, sum(latency_sum) as latency_sum,
+                       sum(latency_n) as latency_n, hist_sum(hist) as hist
+                from {ROLLUP_TABLES[step]} where {where} group by 1, 2 order by 2, 1""", params)
+        names = self._served_names() if by_version else {}
+        rows = list(rows)
         out = []
-        for row in rows:
-            bins = hist.get((row["series"], row["t"]), {})
-            label = (names.get(row["adapter_key"], f"#{row['adapter_key']}")
-                     if by_version and row["adapter_key"] else
-                     row["series"] if not by_version else "(base model)")
-            out.append({
-                "t": row["t"], "series": label, "specialist": row["specialist"] or "(base model)",
-                "requests": row["requests"],
-                "success_rate": row["successes"] / row["requests"] if row["requests"] else None,
-                "fallbacks": row["fallbacks"],
-                "mean_latency_ms": row["latency_sum"] / row["latency_n"] if row["latency_n"] else None,
-                "p50_latency_ms": percentile_from_bins(bins, 0.5),
-                "p95_latency_ms": percentile_from_bins(bins, 0.95),
-            })
+        for row, figures in zip(rows, _figures(rows)):
+            if by_version:
+                label = names.get(row["adapter_key"], f"#{row['adapter_key']}") \
+                    if row["adapter_key"] else "(base model)"
+            else:
+                label = row["series"]
+            out.append({"t": row["t"], "series": label,
+                        "specialist": row["specialist"] or "(base model)", **figures})
         return out
 
     def summary(self, *, since: float, until: float | None = None) -> list[dict[str, Any]]:
-        """Per version over a window: requests, success rate, p50/p95, traffic share."""
+        """Per version over a window: requests, success rate, p50/p95, traffic share. Whole days
+        come from the daily roll-ups and the partial days at either end from the hourly ones."""
         until = until if until is not None else time.time()
-        params = [int(since // ROLLUP_SECONDS) * ROLLUP_SECONDS, until]
-        rows = list(self.db.query("""
+        start_h, end_h = int(since // HOUR) * HOUR, until
+        first_day, last_day = -(-start_h // DAY) * DAY, int(end_h // DAY) * DAY
+        cols = ("adapter_key, specialist, requests, successes, fallbacks, latency_sum, "
+                "latency_n, hist")
+        if first_day < last_day:
+            source = (f"select {cols} from rollups_day where bucket >= ? and bucket < ? union all "
+                      f"select {cols} from rollups_hour where (bucket >= ? and bucket < ?) "
+                      f"or (bucket >= ? and bucket < ?)")
+            params = [first_day, last_day, start_h, first_day, last_day, end_h]
+        else:
+            source = f"select {cols} from rollups_hour where bucket >= ? and bucket < ?"
+            params = [start_h, end_h]
+        rows = list(self.db.query(f"""
             select adapter_key, max(specialist) as specialist, sum(requests) as requests,
                    sum(successes) as successes, sum(fallbacks) as fallbacks,
-                   sum(latency_sum) as latency_sum, sum(latency_n) as latency_n
-            from rollups where bucket >= ? and bucket < ? group by adapter_key""", params))
-        hist: dict[int, dict[int, int]] = defaultdict(dict)
-        for b in self.db.query("""
-            select adapter_key, bin, sum(n) as n from rollup_latency
-            where bucket >= ? and bucket < ? group by adapter_key, bin""", params):
-            hist[b["adapter_key"]][b["bin"]] = b["n"]
+                   sum(latency_sum) as latency_sum, sum(latency_n) as latency_n,
+                   hist_sum(hist) as hist
+            from ({source}) group by adapter_key order by requests desc""", params))
         total = sum(row["requests"] for row in rows) or 1
         names = self._served_names()
         return [{
@@ -585,15 +571,10 @@ class Registry:
             "served_name": names.get(row["adapter_key"], "(base model)" if not row["adapter_key"]
                                      else f"#{row['adapter_key']} (deleted)"),
             "specialist": row["specialist"] or "(base model)",
-            "requests": row["requests"],
             "successes": row["successes"],
-            "success_rate": row["successes"] / row["requests"] if row["requests"] else None,
-            "fallbacks": row["fallbacks"],
-            "mean_latency_ms": row["latency_sum"] / row["latency_n"] if row["latency_n"] else None,
-            "p50_latency_ms": percentile_from_bins(hist[row["adapter_key"]], 0.5),
-            "p95_latency_ms": percentile_from_bins(hist[row["adapter_key"]], 0.95),
+            **figures,
             "traffic_share": row["requests"] / total,
-        } for row in sorted(rows, key=lambda r: -r["requests"])]
+        } for row, figures in zip(rows, _figures(rows))]
 
     def _served_names(self) -> dict[int, str]:
         return {row["lora_int_id"]: row["served_name"]
@@ -668,3 +649,30 @@ class Registry:
     def loads(self, *, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         return list(self.db.query("select * from adapter_loads where ts >= ? order by id desc "
                                   "limit ?", [since or 0, limit]))
+
+
+def _rollup_rows(outcomes: Sequence[Outcome], seconds: int) -> list[tuple]:
+    """One roll-up row per (adapter, bucket) touched by the batch."""
+    groups: dict[tuple[int, int], list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        groups[(o.adapter_id or 0, int(o.ts // seconds) * seconds)].append(o)
+    rows = []
+    for (key, bucket), items in groups.items():
+        timed = [o.latency_ms for o in items if o.latency_ms is not None]
+        rows.append((key, bucket, items[0].specialist, len(items),
+                     sum(o.success for o in items), sum(o.fallback for o in items),
+                     float(sum(timed)), len(timed), latency.encode(timed)))
+    return rows
+
+
+def _figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    blobs = [row["hist"] for row in rows]
+    p50s, p95s = latency.percentiles(blobs, 0.5), latency.percentiles(blobs, 0.95)
+    return [{
+        "requests": row["requests"],
+        "success_rate": row["successes"] / row["requests"] if row["requests"] else None,
+        "fallbacks": row["fallbacks"],
+        "mean_latency_ms": row["latency_sum"] / row["latency_n"] if row["latency_n"] else None,
+        "p50_latency_ms": p50,
+        "p95_latency_ms": p95,
+    } for row, p50, p95 in zip(rows, p50s, p95s)]

@@ -13,9 +13,8 @@ from core.registry import (
     Registry,
     RegistryError,
     canary_bucket,
-    percentile_from_bins,
-    latency_bin,
 )
+from core import latency
 from tests.helpers import manifest
 
 
@@ -34,8 +33,9 @@ def test_fresh_file_is_wal_and_fully_migrated(tmp_path):
     db = open_db(tmp_path / "r.db")
     assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
     assert applied_migrations(db) == [name for name, _ in MIGRATIONS]
-    assert {"adapters", "outcomes", "rollups", "routing_gaps", "health_checks", "alert_thresholds",
-            "audit", "counters", "adapter_loads", "alerts", "metric_scrapes"} <= set(db.table_names())
+    assert {"adapters", "outcomes", "routing_gaps", "health_checks", "alert_thresholds",
+            "audit", "counters", "adapter_loads", "alerts", "metric_scrapes", "rollups_hour",
+            "rollups_day"} <= set(db.table_names())
 
 
 def test_older_file_is_upgraded_in_place(tmp_path):
@@ -233,9 +233,29 @@ def test_aggregates_from_rollups(registry):
 
 def test_latency_bins_cover_every_value():
     for ms in (0.1, 1, 5, 17.3, 250, 9999, 1e9):
-        k = latency_bin(ms)
-        assert 0 <= k < 100
-    assert percentile_from_bins({}, 0.5) is None
+        k = latency.bin_of(ms)
+        assert 0 <= k < latency.BINS
+        if 1 <= ms < latency.upper_ms(latency.BINS - 2):
+            assert latency.upper_ms(k - 1) <= ms < latency.upper_ms(k)
+    assert latency.percentile(None, 0.5) is None
+    blob = latency.encode([1.5] * 50 + [100.0] * 50)
+    assert latency.percentile(blob, 0.25) == latency.upper_ms(latency.bin_of(1.5))
+    assert latency.percentile(blob, 0.99) == latency.upper_ms(latency.bin_of(100.0))
+
+
+def test_summary_joins_daily_and_hourly_rollups(registry):
+    v = add(registry, "python-lora", "1.0.0")
+    day = 1_800_000_000 // 86400 * 86400
+    # one outcome every 6 hours over four days
+    registry.record_outcomes([Outcome(adapter_id=v.lora_int_id, specialist="python-lora",
+                                      success=True, latency_ms=20.0, ts=day + h * 3600)
+                              for h in range(0, 96, 6)])
+    # a window from 13:00 on day 0 to 07:00 on day 3: hours 18, 24..66 (by 6), 72
+    (row,) = registry.summary(since=day + 13 * 3600, until=day + 79 * 3600)
+    assert row["requests"] == len([h for h in range(0, 96, 6) if 13 <= h < 79])
+    assert registry.summary(since=day + 1 * 3600, until=day + 5 * 3600) == []  # within one day
+    (row,) = registry.summary(since=day, until=day + 7 * 3600)
+    assert row["requests"] == 2
 
 
 def test_thresholds_validation(registry):
