@@ -1,0 +1,530 @@
+"""The specialist selector: which specialist adapter answers a task, or why the base model must.
+
+Three tiers of evidence (the spec's "Domain Extraction Strategy"), each reported with what it
+matched so every decision can be explained:
+
+1. keywords and phrases from ``data/router.toml`` matched on token boundaries (not substrings:
+   "spython" is not python), plus the shape of code in the task (a TypeScript signature, C
+   includes, a ``__global__`` kernel) and arithmetic word problems;
+2. file extensions, file names and folders of the context refs, and file names in the text;
+3. optional: sentence-embedding similarity (``core.embeddings``) when tiers 1-2 find nothing or
+   two domains are close.
+
+Then the spec's scoring picks one specialist among the live versions of the extracted domains:
+``w_success * success + w_volume * min(requests / 1000, 1) + w_match * domain_match``, with a
+smoothed success rate for versions with little history (cold start, see :func:`smoothed_success`)
+and a deterministic tie-break. A canary gets its share of tasks by a hash of the task id.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+DOMAINS = ("python", "cuda", "math", "systems", "web", "data", "devops", "docs")
+LEXICON_FILE = Path(__file__).with_name("data") / "router.toml"
+
+# Fallback reasons (reported in outcomes and routing gaps).
+NO_DOMAIN_MATCH = "no_domain_match"
+NON_TECHNICAL = "non_technical_task"
+NO_ACTIVE_ADAPTER = "no_active_adapter"
+ADAPTER_NOT_ON_SERVER = "adapter_not_on_server"
+
+_TOKEN = re.compile(r"[a-z0-9_#@][a-z0-9_#+@]*(?:[.\-:/'][a-z0-9_#+@]+)*")
+_SPLIT = re.compile(r"[.\-:/']")
+_NUMBER = re.compile(
+    r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?%?|\b(one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|dozen|half|twice|double|triple)\b")
+_QUANTITY_QUESTION = re.compile(
+    r"\bhow (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|large|short|soon)\b"
+    r"|\bwhat (is|was|are|were|will be|would be) (the|his|her|their|its) "
+    r"(total|sum|average|cost|price|number|percentage|probability|area|value|difference|ratio|"
+    r"profit|speed|age|weight|height|length|distance)\b|\bwhat percent(age)?\b|\bin dollars\b")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[\w.-]+(?:/[\w.*-]+)+")
+# An imperative one-liner about files, as people ask a shell for (nl2bash-style tasks).
+_SHELL_VERBS = frozenset("""find print display list search delete remove count copy move rename
+compress archive extract split sort replace show view save change set create make recursively
+locate grep get change calculate""".split())
+_FILE_OBJECTS = frozenset("""file files directory directories folder folders lines line
+filename filenames path paths subdirectories subdirectory""".split())
+_CODE_SHAPES: list[tuple[str, re.Pattern[str]]] = [
+    ("cuda", re.compile(r"__global__|<<<[^>]*>>>|\bthreadIdx\.|\bblockIdx\.")),
+    ("web", re.compile(r"\bfunction\s+\w+\s*\([^)]*:\s*[\w\[\]<>|]+[^)]*\)\s*:\s*[^{]+\{"
+                       r"|\bfunction\s+\w+\s*\([^)]*\)\s*\{|=>\s*\{|\bconst\s+\w+\s*=\s*\(")),
+    ("systems", re.compile(r"#include\s*<|\bstd::\w+|\bint\s+main\s*\(|\bfn\s+\w+\s*\([^)]*\)\s*->")),
+    ("python", re.compile(r"^\s*def\s+\w+\s*\(.*\)\s*(->\s*[^:]+)?:\s*$|^\s*import\s+\w+\s*$|"
+                          r"^\s*from\s+\w+(\.\w+)*\s+import\s", re.M)),
+    ("data", re.compile(r"\bselect\s+[\w*,. ]+\s+from\s+\w+", re.I)),
+    ("devops", re.compile(r"^#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh", re.M)),
+]
+_LANGUAGE_OF_CUDA = re.compile(r"\b(cuda|hip)\b", re.I)
+
+
+class Evidence(BaseModel):
+    tier: int
+    domain: str  # a domain key, or "null" for evidence of a non-technical task
+    kind: str    # keyword | code | word_problem | file | text_file | embedding
+    match: str
+    weight: float
+
+
+class Extraction(BaseModel):
+    """What the tiers found: every domain's evidence, and the domains that count."""
+
+    scores: dict[str, float] = Field(default_factory=dict)
+    null_score: float = 0.0
+    domains: list[str] = Field(default_factory=list)
+    tier: int | None = None  # the highest tier that decided the domains
+    evidence: list[Evidence] = Field(default_factory=list)
+    similarities: dict[str, float] | None = None
+    non_technical: bool = False
+
+
+class Candidate(BaseModel):
+    specialist: str
+    served_name: str
+    version: str
+    lora_int_id: int | None = None
+    canary: bool = False
+    domain: str
+    domain_match: float
+    success_rate: float
+    volume: float
+    score: float
+    parts: dict[str, float]
+
+
+class Task(BaseModel):
+    id: str | None = None
+    objective: str
+    context_refs: list[str] = Field(default_factory=list)
+
+
+class RouteDecision(BaseModel):
+    task_id: str | None = None
+    specialist: str | None = None
+    served_name: str | None = None
+    version: str | None = None
+    lora_int_id: int | None = None
+    canary: bool = False
+    domains: list[str] = Field(default_factory=list)
+    tier: int | None = None
+    fallback_reason: str | None = None
+    candidates: list[Candidate] = Field(default_factory=list)
+    extraction: Extraction
+
+    def line(self) -> dict[str, Any]:
+        """The ``hi-moe route`` JSON line."""
+        return {"id": self.task_id, "specialist": self.specialist, "served_name": self.served_name,
+                "domains": self.domains, "tier": self.tier, "fallback_reason": self.fallback_reason,
+                "scores": {c.specialist: round(c.score, 4) for c in self.candidates}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexicon
+
+
+class Lexicon:
+    """``router.toml`` compiled for lookups that cost a few microseconds per task."""
+
+    def __init__(self, data: dict[str, Any]):
+        settings = data.get("settings", {})
+        self.min_score = float(settings.get("min_score", 2.0))
+        self.secondary_ratio = float(settings.get("secondary_ratio", 0.75))
+        self.text_file_factor = float(settings.get("text_file_factor", 0.8))
+        self.null_margin = float(settings.get("null_margin", 1.0))
+        self.word_problem_weight = float(settings.get("word_problem_weight", 3.0))
+        self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
+        self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
+        self.words: dict[str, list[tuple[str, float]]] = {}
+        self.phrases: dict[str, list[tuple[tuple[str, ...], str, float]]] = {}
+        self.prefixes: dict[str, list[tuple[str, float]]] = {}
+        self.files: dict[str, list[tuple[str, float]]] = {}
+        self.folders: dict[str, list[tuple[str, float]]] = {}
+        self.multi_folders: list[tuple[str, str, float]] = []
+        for domain, tables in data.items():
+            if domain == "settings":
+                continue
+            if domain not in DOMAINS and domain != "null":
+                raise ValueError(f"router lexicon: unknown domain [{domain}]")
+            for keyword, weight in tables.get("keywords", {}).items():
+                self._add_keyword(keyword.lower(), domain, float(weight))
+            for pattern, weight in tables.get("files", {}).items():
+                pattern = pattern.lower()
+                if pattern.endswith("/"):
+                    if pattern.strip("/").count("/"):
+                        self.multi_folders.append((pattern, domain, float(weight)))
+                    else:
+                        self.folders.setdefault(pattern.strip("/"), []).append((domain, float(weight)))
+                else:
+                    self.files.setdefault(pattern, []).append((domain, float(weight)))
+        self.prefix_tuple = tuple(self.prefixes)
+        self.phrase_starts = frozenset(self.phrases)
+        self.word_keys = frozenset(self.words)
+
+    def _add_keyword(self, keyword: str, domain: str, weight: float) -> None:
+        if keyword.endswith("*"):
+            self.prefixes.setdefault(keyword[:-1], []).append((domain, weight))
+            return
+        tokens = tuple(_TOKEN.findall(keyword))
+        if len(tokens) == 1 and tokens[0] == keyword:
+            self.words.setdefault(keyword, []).append((domain, weight))
+        elif tokens:
+            self.phrases.setdefault(tokens[0], []).append((tokens, domain, weight))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Lexicon:
+        with open(path or LEXICON_FILE, "rb") as handle:
+            return cls(tomllib.load(handle))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiers 1 and 2
+
+
+def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
+    """(domain, weight, what matched) for one path, its strongest match per domain."""
+    path = ref.strip().lower().replace("\\", "/")
+    if not path:
+        return []
+    is_folder = path.endswith("/")
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return []
+    name = "" if is_folder else parts[-1]
+    folders = parts if is_folder else parts[:-1]
+    best: dict[str, tuple[float, str]] = {}
+
+    def offer(hits: list[tuple[str, float]] | None, label: str) -> None:
+        for domain, weight in hits or ():
+            if weight > best.get(domain, (0.0, ""))[0]:
+                best[domain] = (weight, label)
+
+    if name:
+        offer(lexicon.files.get(name), name)
+        stem = name.split(".", 1)[0]
+        if stem in ("dockerfile", "makefile", "jenkinsfile", "readme", "vagrantfile", "procfile"):
+            offer(lexicon.files.get(stem), stem)
+        if "." in name:
+            offer(lexicon.files.get(name[name.rindex("."):]), name[name.rindex("."):])
+    for folder in folders:
+        offer(lexicon.folders.get(folder), folder + "/")
+    if lexicon.multi_folders:
+        slashed = "/" + path if not path.startswith("/") else path
+        for pattern, domain, weight in lexicon.multi_folders:
+            if "/" + pattern in slashed + ("" if is_folder else "/"):
+                if weight > best.get(domain, (0.0, ""))[0]:
+                    best[domain] = (weight, pattern)
+    return [(domain, weight, label) for domain, (weight, label) in best.items()]
+
+
+def extract(task: Task, lexicon: Lexicon) -> Extraction:
+    """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
+    text = task.objective
+    lower = text.lower()
+    tokens = _TOKEN.findall(lower)
+    evidence: list[Evidence] = []
+    seen: set[tuple[str, str]] = set()
+
+    def hit(domain: str, weight: float, match: str, kind: str, tier: int = 1) -> None:
+        if (domain, match) in seen:
+            return
+        seen.add((domain, match))
+        evidence.append(Evidence(tier=tier, domain=domain, kind=kind, match=match, weight=weight))
+
+    # Tier 1: words (compound tokens also count by their parts), prefixes, phrases.
+    unique = set(tokens)
+    compound = [t for t in unique if "." in t or "-" in t or ":" in t or "/" in t or "'" in t]
+    for token in compound:
+        unique.update(p for p in _SPLIT.split(token) if p)
+    for token in unique & lexicon.word_keys:
+        for domain, weight in lexicon.words[token]:
+            hit(domain, weight, token, "keyword")
+    if lexicon.prefix_tuple:
+        for token in unique:
+            if token.startswith(lexicon.prefix_tuple):
+                for prefix, hits in lexicon.prefixes.items():
+                    if token.startswith(prefix) and token != prefix:
+                        for domain, weight in hits:
+                            hit(domain, weight, prefix + "*", "keyword")
+    starts = unique & lexicon.phrase_starts
+    if starts:
+        for i, token in enumerate(tokens):
+            if token in starts:
+                for phrase, domain, weight in lexicon.phrases[token]:
+                    if tuple(tokens[i:i + len(phrase)]) == phrase:
+                        hit(domain, weight, " ".join(phrase), "keyword")
+
+    # Tier 1: the shape of code in the task names its language.
+    has_code = False
+    if any(c in text for c in "{}();#<>"):
+        for domain, pattern in _CODE_SHAPES:
+            if pattern.search(text):
+                has_code = True
+                if domain == "systems" and _LANGUAGE_OF_CUDA.search(text) and "__global__" in text:
+                    continue
+                hit(domain, lexicon.code_shape_weight, f"{domain} code", "code")
+
+    # Tier 1: an arithmetic word problem (numbers and a quantity question, no code, no files).
+    if not has_code and not task.context_refs and _QUANTITY_QUESTION.search(lower):
+        if len(_NUMBER.findall(lower)) >= 2:
+            hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
+
+    # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
+    if not has_code and tokens and tokens[0] in _SHELL_VERBS and (
+            unique & _FILE_OBJECTS or _ABSOLUTE_PATH.search(text)):
+        hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")
+
+    # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
+    # hardly more evidence than one: each further file of a domain counts half the one before.
+    ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}
+    per_domain: dict[str, int] = {}
+    file_hits = [(domain, weight, f"{ref} ({label})", "file")
+                 for ref in task.context_refs for domain, weight, label in _file_hits(lexicon, ref)]
+    for token in compound:
+        if "." in token and not token.startswith(".") and token.rsplit("/", 1)[-1] not in ref_names:
+            file_hits += [(domain, weight * lexicon.text_file_factor, f"{token} ({label})", "text_file")
+                          for domain, weight, label in _file_hits(lexicon, token)]
+    for domain, weight, label, kind in sorted(file_hits, key=lambda h: -h[1]):
+        n = per_domain.get(domain, 0)
+        per_domain[domain] = n + 1
+        hit(domain, weight / (2 ** n), label, kind, tier=2)
+
+    return decide(evidence, lexicon)
+
+
+def decide(evidence: list[Evidence], lexicon: Lexicon,
+           similarities: dict[str, float] | None = None) -> Extraction:
+    scores: dict[str, float] = {}
+    null_score = 0.0
+    tier_of: dict[str, int] = {}
+    for item in evidence:
+        if item.domain == "null":
+            null_score += item.weight
+            continue
+        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
+        tier_of[item.domain] = max(tier_of.get(item.domain, 0), item.tier)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
+                            evidence=evidence, similarities=similarities)
+    if not ranked or ranked[0][1] < lexicon.min_score:
+        extraction.non_technical = null_score >= lexicon.min_score
+        return extraction
+    top = ranked[0][1]
+    if null_score >= lexicon.min_score and null_score >= top - lexicon.null_margin:
+        extraction.non_technical = True
+        return extraction
+    extraction.domains = [d for d, s in ranked if s >= lexicon.min_score
+                          and s >= lexicon.secondary_ratio * top]
+    extraction.tier = max(tier_of[d] for d in extraction.domains)
+    return extraction
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidates and scoring
+
+
+class RoutableVersion(BaseModel):
+    """What routing needs to know of one live version (active or canary)."""
+
+    specialist: str
+    version: str
+    served_name: str
+    lora_int_id: int | None = None
+    domains: list[str]
+    canary_share: float | None = None
+    active: bool = True
+    request_count: int = 0
+    success_count: int = 0
+
+
+class ScoringWeights(BaseModel):
+    success: float = 0.6
+    volume: float = 0.3
+    match: float = 0.1
+    volume_saturation: int = 1000     # requests at which the volume term is full
+    prior_success: float = 0.8        # cold start: assumed success rate ...
+    prior_weight: int = 20            # ... worth this many requests
+
+
+def smoothed_success(successes: int, requests: int, weights: ScoringWeights) -> float:
+    """Cold-start rule: a version's success rate shrunk towards the prior by ``prior_weight``
+    pseudo-requests, so a new version with 3/3 successes does not outrank one with 950/1000, and
+    a version with no history scores the prior (0.8, the spec's alert threshold)."""
+    return (successes + weights.prior_success * weights.prior_weight) / (requests + weights.prior_weight)
+
+
+class RoutingTable:
+    """A snapshot of the live versions, indexed by domain, for microsecond lookups."""
+
+    def __init__(self, versions: Iterable[RoutableVersion]):
+        self.by_specialist: dict[str, dict[str, RoutableVersion]] = {}
+        self.by_domain: dict[str, list[str]] = {}
+        for v in versions:
+            slot = "canary" if v.canary_share is not None and not v.active else "active"
+            self.by_specialist.setdefault(v.specialist, {})[slot] = v
+            for domain in v.domains:
+                names = self.by_domain.setdefault(domain, [])
+                if v.specialist not in names:
+                    names.append(v.specialist)
+
+    @classmethod
+    def from_registry(cls, registry: Any) -> RoutingTable:
+        return cls(RoutableVersion(
+            specialist=v.name, version=v.version, served_name=v.served_name,
+            lora_int_id=v.lora_int_id, domains=v.domains, canary_share=v.canary_share,
+            active=v.active, request_count=v.request_count, success_count=v.success_count)
+            for v in registry.live_versions())
+
+    @classmethod
+    def seed(cls) -> RoutingTable:
+        """The spec's initial eight-specialist fleet, no history, served as ``name@seed``."""
+        from core.lifecycle import seed_fleet
+
+        return cls(RoutableVersion(specialist=s["name"], version="seed",
+                                   served_name=f"{s['name']}@seed", domains=s["domains"])
+                   for s in seed_fleet())
+
+    def pick(self, specialist: str, task_key: str) -> tuple[RoutableVersion | None, bool]:
+        from core.registry import canary_bucket
+
+        slots = self.by_specialist.get(specialist, {})
+        active, canary = slots.get("active"), slots.get("canary")
+        if canary and (active is None or canary_bucket(specialist, task_key) < canary.canary_share):
+            return canary, True
+        return active, False
+
+
+class Embedder(Protocol):
+    def similarities(self, text: str) -> dict[str, float]: ...
+
+
+class Router:
+    def __init__(self, table: RoutingTable, *, lexicon: Lexicon | None = None,
+                 weights: ScoringWeights | None = None, embedder: Embedder | None = None,
+                 embedding_threshold: float = 0.7, embedding_weight: float = 3.0):
+        self.table = table
+        self.lexicon = lexicon or Lexicon.load()
+        self.weights = weights or ScoringWeights()
+        self.embedder = embedder
+        self.embedding_threshold = embedding_threshold
+        self.embedding_weight = embedding_weight
+
+    def extract(self, task: Task) -> Extraction:
+        extraction = extract(task, self.lexicon)
+        if self.embedder is None or extraction.non_technical:
+            return extraction
+        ambiguous = len(extraction.domains) > 1
+        if extraction.domains and not ambiguous:
+            return extraction
+        sims = self.embedder.similarities(task.objective)
+        extra = list(extraction.evidence)
+        if not extraction.domains:
+            # Nothing (or too little) from tiers 1-2: the nearest domain decides, if near enough
+            # and nearer than the non-technical examples.
+            best = max((d for d in sims if d != "null"), key=sims.get)
+            if sims[best] >= self.embedding_threshold and sims[best] > sims.get("null", -1.0):
+                extra.append(Evidence(tier=3, domain=best, kind="embedding", match=f"similarity "
+                                      f"{sims[best]:.2f}", weight=self.lexicon.min_score + 0.5))
+                result = decide(extra, self.lexicon, sims)
+                result.tier = 3
+                return result
+            extraction.similarities = sims
+            return extraction
+        # Tiers 1-2 disagree: similarity breaks the tie among the close domains.
+        for domain in extraction.domains:
+            extra.append(Evidence(tier=3, domain=domain, kind="embedding",
+                                  match=f"similarity {sims.get(domain, 0):.2f}",
+                                  weight=self.embedding_weight * max(sims.get(domain, 0.0), 0.0)))
+        result = decide(extra, self.lexicon, sims)
+        if result.domains:
+            result.tier = 3
+        return result
+
+    def candidates(self, extraction: Extraction, task_key: str) -> list[Candidate]:
+        if not extraction.domains:
+            return []
+        top = extraction.scores[extraction.domains[0]]
+        strength = {d: extraction.scores[d] / top for d in extraction.domains}
+        w = self.weights
+        out: dict[str, Candidate] = {}
+        for domain in extraction.domains:
+            for specialist in self.table.by_domain.get(domain, ()):
+                version, is_canary = self.table.pick(specialist, task_key)
+                if version is None:
+                    continue
+                # A specialist whose FIRST domain is the task's domain is a better match than one
+                # that merely lists it among several.
+                match = strength[domain] * (1.0 if version.domains[0] == domain else 0.8)
+                if specialist in out and out[specialist].domain_match >= match:
+                    continue
+                success = smoothed_success(version.success_count, version.request_count, w)
+                volume = min(version.request_count / w.volume_saturation, 1.0)
+                parts = {"success": w.success * success, "volume": w.volume * volume,
+                         "match": w.match * match}
+                out[specialist] = Candidate(
+                    specialist=specialist, served_name=version.served_name, version=version.version,
+                    lora_int_id=version.lora_int_id, canary=is_canary, domain=domain,
+                    domain_match=round(match, 4), success_rate=round(success, 4),
+                    volume=round(volume, 4), score=sum(parts.values()),
+                    parts={k: round(v, 4) for k, v in parts.items()})
+        return sorted(out.values(), key=lambda c: (-c.score, -c.domain_match, -c.volume, c.specialist))
+
+    def route(self, task: Task) -> RouteDecision:
+        extraction = self.extract(task)
+        task_key = task.id or task.objective
+        decision = RouteDecision(task_id=task.id, domains=extraction.domains, tier=extraction.tier,
+                                 extraction=extraction)
+        if not extraction.domains:
+            decision.fallback_reason = NON_TECHNICAL if extraction.non_technical else NO_DOMAIN_MATCH
+            return decision
+        decision.candidates = self.candidates(extraction, task_key)
+        if not decision.candidates:
+            decision.fallback_reason = NO_ACTIVE_ADAPTER
+            return decision
+        best = decision.candidates[0]
+        decision.specialist = best.specialist
+        decision.served_name = best.served_name
+        decision.version = best.version
+        decision.lora_int_id = best.lora_int_id
+        decision.canary = best.canary
+        return decision
+
+
+def domain_of(decision: RouteDecision, table: RoutingTable) -> str | None:
+    """The domain key of the chosen specialist (its first domain), for accuracy reports."""
+    if decision.specialist is None:
+        return None
+    slots = table.by_specialist[decision.specialist]
+    version = slots.get("active") or slots.get("canary")
+    return version.domains[0] if version else None
+
+
+def plan_batches(decisions: Sequence[RouteDecision], max_loras: int) -> list[list[RouteDecision]]:
+    """Group routed tasks so that each batch uses at most ``max_loras`` adapters and every
+    adapter is needed in one batch only: the fewest adapter swaps possible. Base-model tasks need
+    no slot and ride with the first batch."""
+    if max_loras < 1:
+        raise ValueError("max_loras must be at least 1")
+    groups: dict[str, list[RouteDecision]] = {}
+    base: list[RouteDecision] = []
+    for decision in decisions:
+        if decision.served_name is None:
+            base.append(decision)
+        else:
+            groups.setdefault(decision.served_name, []).append(decision)
+    # Largest groups first: the busiest adapters are loaded first and stay warm longest.
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    batches = [[d for _, group in ordered[i:i + max_loras] for d in group]
+               for i in range(0, len(ordered), max_loras)]
+    if base:
+        if batches:
+            batches[0] = base + batches[0]
+        else:
+            batches = [base]
+    return batches
