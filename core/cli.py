@@ -412,6 +412,86 @@ def sync(ctx, prune, as_json) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# hi-moe route
+
+
+def load_embedder(enabled: bool):
+    """Tier 3 if asked for and installed; a warning (not a failure) when it is not installed."""
+    if not enabled:
+        return None
+    from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
+
+    try:
+        return DomainEmbedder.load()
+    except EmbeddingsUnavailable as exc:
+        click.echo(f"warning: {exc.message}; routing with tiers 1-2 only", err=True)
+        return None
+
+
+@main.command()
+@click.option("--input", "input_file", type=click.File("r"), default="-",
+              help="JSON lines {id, objective, context_refs} (default: stdin).")
+@click.option("--fleet", type=click.Choice(["seed"]),
+              help="Route against the spec's eight seed specialists instead of the registry.")
+@click.option("--no-embeddings", is_flag=True, help="Turn tier 3 off.")
+@click.option("--threshold", type=float, default=0.7, show_default=True,
+              help="Tier 3 similarity a domain needs when tiers 1-2 find nothing.")
+@click.option("--run", is_flag=True, help="Also send each task to the server and record outcomes.")
+@click.option("--explain", is_flag=True, help="Add the evidence and every candidate's score parts.")
+@click.option("--max-tokens", default=64, show_default=True, help="With --run.")
+@click.pass_context
+def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_tokens) -> None:
+    """Route tasks; print one JSON line per task. Exit 1 if any input line was bad."""
+    from pydantic import ValidationError
+
+    from core.registry import Registry
+    from core.router import Router, RoutingTable, Task
+
+    settings = settings_of(ctx)
+    if run and fleet:
+        raise click.UsageError("--run dispatches through the registry's versions; drop --fleet")
+    registry = None if fleet else Registry.from_settings(settings)
+    table = RoutingTable.seed() if fleet else RoutingTable.from_registry(registry)
+    router = Router(table, embedder=load_embedder(not no_embeddings), embedding_threshold=threshold)
+    dispatcher = None
+    if run:
+        from core.dispatch import Dispatcher
+
+        dispatcher = Dispatcher(router, Fleet.from_settings(settings), registry)
+    bad = 0
+    for number, line in enumerate(input_file, start=1):
+        if not line.strip():
+            continue
+        try:
+            task = Task.model_validate_json(line)
+        except ValidationError as exc:
+            bad += 1
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}"
+                                for e in exc.errors())
+            click.echo(f"Error: input line {number}: {problem}", err=True)
+            continue
+        if dispatcher:
+            result = dispatcher.dispatch(task, max_tokens=max_tokens)
+            decision = result.decision
+            out = decision.line() | {"model": result.model, "ok": result.ok,
+                                     "latency_ms": round(result.latency_ms, 1),
+                                     "answer": result.answer, "error": result.error,
+                                     "fallback_reason": result.fallback_reason}
+        else:
+            decision = router.route(task)
+            out = decision.line()
+        if explain:
+            out["evidence"] = [e.model_dump() for e in decision.extraction.evidence]
+            out["candidates"] = [c.model_dump() for c in decision.candidates]
+            out["domain_scores"] = decision.extraction.scores
+        click.echo(json.dumps(out))
+    if registry is not None:
+        registry.close()
+    if bad:
+        ctx.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
 # hi-moe demo ...
 
 

@@ -433,13 +433,15 @@ class Registry:
 
     # -- outcomes and stats -------------------------------------------------------------------
 
-    def record_outcome(self, outcome: Outcome) -> None:
-        self.record_outcomes([outcome])
+    def record_outcome(self, outcome: Outcome) -> int:
+        """Record one outcome; returns its id (for operator feedback later)."""
+        return self.record_outcomes([outcome])[0]
 
-    def record_outcomes(self, outcomes: Sequence[Outcome]) -> int:
-        """Append outcomes and bring every aggregate up to date, in one transaction."""
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[int]:
+        """Append outcomes and bring every aggregate up to date, in one transaction; returns
+        their ids."""
         if not outcomes:
-            return 0
+            return []
         rows = [(o.ts, o.adapter_id, o.specialist, int(o.success), o.latency_ms,
                  o.prompt_tokens, o.completion_tokens, int(o.fallback), o.fallback_reason,
                  o.task_id, o.server, o.source) for o in outcomes]
@@ -465,7 +467,40 @@ class Registry:
                     "hist = hist_add(hist, excluded.hist)", _rollup_rows(outcomes, seconds))
             for adapter_id, items in per_adapter.items():
                 self._update_stats(adapter_id, items)
-        return len(rows)
+            # The write lock is held, so the rows just inserted have the highest, consecutive ids.
+            last = self.db.execute("select max(id) from outcomes").fetchone()[0]
+        return list(range(last - len(rows) + 1, last + 1))
+
+    def mark_outcome(self, outcome_id: int, success: bool) -> dict[str, Any]:
+        """An operator's verdict on an answer: sets the outcome's success and corrects every
+        aggregate it counted in."""
+        with transaction(self.db):
+            row = self.db.execute("select ts, adapter_id, success from outcomes where id = ?",
+                                  [outcome_id]).fetchone()
+            if row is None:
+                raise NotFound(f"no outcome with id {outcome_id}")
+            ts, adapter_id, old = row
+            delta = int(success) - old
+            if delta:
+                self.db.execute("update outcomes set success = ? where id = ?",
+                                [int(success), outcome_id])
+                for seconds, table in ROLLUP_TABLES.items():
+                    self.db.execute(f"update {table} set successes = successes + ? where "
+                                    "adapter_key = ? and bucket = ?",
+                                    [delta, adapter_id or 0, int(ts // seconds) * seconds])
+                if adapter_id is not None:
+                    rate = self.db.execute(
+                        "select avg(success) from (select success from outcomes where adapter_id = ? "
+                        "order by id desc limit ?)", [adapter_id, self.success_window]).fetchone()[0]
+                    self.db.execute("update adapters set success_count = success_count + ?, "
+                                    "success_rate = ? where lora_int_id = ?",
+                                    [delta, rate, adapter_id])
+            self._audit("feedback", f"outcome {outcome_id}", success=success, changed=bool(delta))
+        return self.outcomes_by_id([outcome_id])[0]
+
+    def outcomes_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(ids))
+        return list(self.db.query(f"select * from outcomes where id in ({marks}) order by id", list(ids)))
 
     def _update_stats(self, adapter_id: int, items: list[Outcome]) -> None:
         row = self.db.execute("select avg_latency_ms from adapters where lora_int_id = ?",

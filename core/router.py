@@ -407,20 +407,24 @@ class Embedder(Protocol):
 class Router:
     def __init__(self, table: RoutingTable, *, lexicon: Lexicon | None = None,
                  weights: ScoringWeights | None = None, embedder: Embedder | None = None,
-                 embedding_threshold: float = 0.7, embedding_weight: float = 3.0):
+                 embedding_threshold: float = 0.7, embedding_weight: float = 2.0,
+                 tie_ratio: float = 0.9):
         self.table = table
         self.lexicon = lexicon or Lexicon.load()
         self.weights = weights or ScoringWeights()
         self.embedder = embedder
         self.embedding_threshold = embedding_threshold
         self.embedding_weight = embedding_weight
+        self.tie_ratio = tie_ratio
 
     def extract(self, task: Task) -> Extraction:
         extraction = extract(task, self.lexicon)
         if self.embedder is None or extraction.non_technical:
             return extraction
-        ambiguous = len(extraction.domains) > 1
-        if extraction.domains and not ambiguous:
+        # Tiers 1-2 "disagree" when the runner-up is within tie_ratio of the top domain.
+        close = [d for d in extraction.domains
+                 if extraction.scores[d] >= self.tie_ratio * extraction.scores[extraction.domains[0]]]
+        if extraction.domains and len(close) < 2:
             return extraction
         sims = self.embedder.similarities(task.objective)
         extra = list(extraction.evidence)
@@ -437,7 +441,7 @@ class Router:
             extraction.similarities = sims
             return extraction
         # Tiers 1-2 disagree: similarity breaks the tie among the close domains.
-        for domain in extraction.domains:
+        for domain in close:
             extra.append(Evidence(tier=3, domain=domain, kind="embedding",
                                   match=f"similarity {sims.get(domain, 0):.2f}",
                                   weight=self.embedding_weight * max(sims.get(domain, 0.0), 0.0)))

