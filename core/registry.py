@@ -9,7 +9,6 @@ row, so the log and the state cannot disagree.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -26,6 +25,7 @@ from core import latency
 from core.adapter_files import AdapterManifest
 from core.db import open_db, transaction
 from core.errors import HiMoeError
+from core.router import canary_bucket
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
@@ -81,13 +81,6 @@ def semver_key(version: str) -> tuple:
     pre = version.partition("-")[2]
     # A pre-release sorts before its release.
     return (major, minor, patch, 0 if pre else 1, pre)
-
-
-def canary_bucket(name: str, task_key: str) -> float:
-    """A task's fixed point in [0, 1) for one specialist: a retried task lands on the same
-    version, and different specialists split traffic independently."""
-    digest = hashlib.sha256(f"{name}\0{task_key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 class AdapterVersion(BaseModel):

@@ -1,0 +1,98 @@
+"""Router speed. Targets (issue 4): tiers 1+2 with scoring p99 < 100 us per task (objectives up
+to 2 KB), with 8 specialists and with 1,000 versions; tier 3 < 20 ms per task.
+
+Tasks: the dev set (shared/data/routing_dev.jsonl) plus every objective padded with realistic
+text to 2 KB. Run: .venv/bin/python bench/bench_router.py [--no-embeddings]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.router import DOMAINS, RoutableVersion, Router, RoutingTable, Task  # noqa: E402
+
+DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
+FILLER = ("The service has been in production for two years and the team would like the change "
+          "to keep the existing behaviour for every caller, with tests that show it. ")
+
+
+def tasks() -> list[Task]:
+    rows = [json.loads(line) for line in DEV.read_text().splitlines() if line.strip()]
+    short = [Task(id=r["id"], objective=r["objective"], context_refs=r["context_refs"]) for r in rows]
+    long = []
+    for t in short:
+        text = t.objective
+        while len(text) < 2048:
+            text += " " + FILLER
+        long.append(Task(id=t.id + "-2k", objective=text[:2048], context_refs=t.context_refs))
+    return short + long
+
+
+def big_table(n: int) -> RoutingTable:
+    """n live versions spread over the eight domains, with history."""
+    versions = []
+    for i in range(n):
+        domain = DOMAINS[i % len(DOMAINS)]
+        versions.append(RoutableVersion(
+            specialist=f"{domain}-{i // len(DOMAINS):03d}-lora", version="1.0.0",
+            served_name=f"{domain}-{i // len(DOMAINS):03d}-lora@1.0.0", lora_int_id=i + 1,
+            domains=[domain], request_count=(i * 37) % 5000, success_count=(i * 31) % 4000))
+    return RoutingTable(versions)
+
+
+def measure(router: Router, items: list[Task], rounds: int = 20) -> list[float]:
+    for t in items:  # warm up
+        router.route(t)
+    times = []
+    for _ in range(rounds):
+        for t in items:
+            start = time.perf_counter_ns()
+            router.route(t)
+            times.append((time.perf_counter_ns() - start) / 1000)
+    return times
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--no-embeddings", action="store_true")
+    args = parser.parse_args()
+    items = tasks()
+    print(f"{len(items)} tasks ({len(items) // 2} dev-set objectives, the same padded to 2 KB)")
+    for label, table in (("8 specialists (seed fleet)", RoutingTable.seed()),
+                         ("1,000 live versions", big_table(1000))):
+        router = Router(table)
+        times = measure(router, items)
+        print(f"tiers 1+2 + scoring, {label:26s}: p50 {pct(times, 0.5):6.1f} us  "
+              f"p99 {pct(times, 0.99):6.1f} us  max {max(times):7.1f} us  (target p99 < 100 us)")
+    if not args.no_embeddings:
+        from core.embeddings import DomainEmbedder
+
+        embedder = DomainEmbedder.load()
+        texts = [t.objective for t in items]
+        for text in texts[:5]:
+            embedder.similarities(text)
+        times = []
+        for text in texts:
+            start = time.perf_counter()
+            embedder.similarities(text)
+            times.append((time.perf_counter() - start) * 1000)
+        print(f"tier 3 similarity per task: p50 {statistics.median(times):.1f} ms  "
+              f"p99 {pct(times, 0.99):.1f} ms  (target < 20 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
