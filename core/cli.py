@@ -492,6 +492,89 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
 
 
 # ---------------------------------------------------------------------------------------------
+# hi-moe memory
+
+
+def parse_size(text: str) -> int:
+    units = {"gib": 2**30, "gb": 10**9, "mib": 2**20, "mb": 10**6, "tib": 2**40, "tb": 10**12}
+    lowered = text.strip().lower()
+    for unit, factor in units.items():
+        if lowered.endswith(unit):
+            return int(float(lowered[: -len(unit)]) * factor)
+    return int(lowered)
+
+
+@main.command()
+@click.option("--model", default="qwq-32b", show_default=True,
+              help="Preset (qwq-32b, qwen2.5-7b-instruct, ...) or a config.json / model folder.")
+@click.option("--quant", default="none", show_default=True,
+              type=click.Choice(["none", "awq", "gptq-4bit", "gptq-8bit", "bnb-4bit", "bnb-8bit", "fp8"]))
+@click.option("--group-size", default=128, show_default=True)
+@click.option("--gpu", default="a100-40gb", show_default=True, help="Preset, or a size like 40GiB.")
+@click.option("--tp", default=1, show_default=True, help="Tensor-parallel size.")
+@click.option("--max-loras", default=16, show_default=True)
+@click.option("--max-cpu-loras", type=int)
+@click.option("--max-lora-rank", default=64, show_default=True)
+@click.option("--max-model-len", default=4096, show_default=True)
+@click.option("--kv-cache-dtype", "kv_dtype", default="auto", type=click.Choice(["auto", "fp8"]),
+              show_default=True)
+@click.option("--gpu-memory-utilization", default=0.9, show_default=True)
+@click.option("--rank", default=16, show_default=True, help="Rank for adapter_bytes.")
+@click.option("--target-modules", default="q_proj,k_proj,v_proj,o_proj", show_default=True)
+@click.option("--from-registry", is_flag=True,
+              help="Take max-lora-rank and target modules from the registry's live adapters.")
+@json_option
+@click.pass_context
+def memory(ctx, model, quant, group_size, gpu, tp, max_loras, max_cpu_loras, max_lora_rank,
+           max_model_len, kv_dtype, gpu_memory_utilization, rank, target_modules, from_registry,
+           as_json) -> None:
+    """Will it fit? Exact per-GPU bytes of weights, LoRA slots and KV cache, and what to change."""
+    from core.architecture import load_shape
+    from core.memory import GPUS, MemoryPlan, plan_from_registry, plan_memory
+
+    shape = load_shape(model)
+    registry_view = None
+    targets = [m.strip() for m in target_modules.split(",") if m.strip()]
+    if from_registry:
+        from core.registry import Registry
+
+        with Registry.from_settings(settings_of(ctx)) as registry:
+            registry_view = plan_from_registry(registry, shape)
+        max_lora_rank, rank = registry_view["max_lora_rank"], registry_view["max_rank"]
+        targets = registry_view["target_modules"]
+    plan = MemoryPlan(shape=shape, quant=quant, group_size=group_size,
+                      gpu=gpu if gpu in GPUS else "custom",
+                      gpu_bytes=None if gpu in GPUS else parse_size(gpu), tp=tp,
+                      max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_lora_rank=max_lora_rank,
+                      max_model_len=max_model_len, kv_dtype=kv_dtype,
+                      gpu_memory_utilization=gpu_memory_utilization, rank=rank,
+                      target_modules=targets)
+    report = plan_memory(plan)
+    out = report.model_dump()
+    if registry_view:
+        out["registry"] = registry_view
+
+    def human(r: dict) -> str:
+        g = lambda b: f"{b / 2**30:8.2f} GiB"  # noqa: E731
+        lines = [f"{shape.name} ({quant}) on {gpu} x{tp}, {max_loras} LoRA slots at rank "
+                 f"{max_lora_rank}, {max_model_len} tokens:"]
+        for label, key in [("weights", "weights_bytes"), ("LoRA slots", "lora_reserved_bytes"),
+                           ("activations+overhead", "activation_bytes"), ("KV cache", "kv_cache_bytes")]:
+            lines.append(f"  {label:22} {g(r[key])}   (spec's estimate: "
+                         f"{g(r['spec_estimate'].get(key.replace('lora_reserved', 'lora'), 0))})"
+                         if key != "activation_bytes" else f"  {label:22} {g(r[key])}")
+        lines.append(f"  KV tokens {r['kv_tokens']:,} = {r['max_concurrent_seqs']} sequences of "
+                     f"{max_model_len}")
+        lines.append("  FITS" if r["fits"] else f"  DOES NOT FIT: short by {g(r['shortfall_bytes'])}")
+        for s in r["suggestions"]:
+            lines.append(f"  - {s['change']}: {'fits' if s['fits'] else 'still short'}, "
+                         f"{s['max_concurrent_seqs']} sequences")
+        return "\n".join(lines)
+
+    emit(out, as_json, human)
+
+
+# ---------------------------------------------------------------------------------------------
 # hi-moe demo ...
 
 
