@@ -575,6 +575,154 @@ def memory(ctx, model, quant, group_size, gpu, tp, max_loras, max_cpu_loras, max
 
 
 # ---------------------------------------------------------------------------------------------
+# hi-moe monitor | alerts | metrics | report
+
+
+def parse_since(text: str) -> float:
+    """'7d', '24h', '30m' or a unix time -> a unix time."""
+    import time as _time
+
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = text.strip().lower()
+    try:
+        if text[-1:] in units:
+            return _time.time() - float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use a duration like 7d, 24h, 30m, or a unix time")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one cycle and exit (for cron and tests).")
+@click.option("--interval", type=float, help="Seconds between cycles [HI_MOE_MONITOR_INTERVAL, 30].")
+@json_option
+@click.pass_context
+def monitor(ctx, once, interval, as_json) -> None:
+    """Health checks, metric scrapes and alerts for every server, every INTERVAL seconds."""
+    import logging
+
+    from core.monitor import Monitor, MonitorSettings
+    from core.registry import Registry
+
+    settings = settings_of(ctx)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    mon_settings = MonitorSettings(interval_seconds=interval or settings.monitor_interval,
+                                   webhook_url=settings.webhook_url)
+    with Registry.from_settings(settings) as registry, Fleet.from_settings(settings) as fleet:
+        mon = Monitor(registry, fleet, mon_settings)
+        try:
+            if once:
+                report = mon.run_cycle()
+                emit(report, as_json, lambda r: "\n".join(
+                    [f"{s['server']}: {'up' if s['up'] else 'DOWN'}"
+                     + (f", missing {', '.join(s['missing'])}" if s["missing"] else "")
+                     for s in r.servers]
+                    + [f"opened: {a['message']}" for a in r.opened]
+                    + [f"resolved: {a['message']}" for a in r.resolved]
+                    + [f"open conditions: {len(r.conditions)}"]))
+            else:
+                mon.run_forever()
+        finally:
+            mon.notifier.close(wait=once)
+
+
+@main.group(cls=HiMoeGroup)
+def alerts() -> None:
+    """Alerts and their thresholds."""
+
+
+@alerts.command("list")
+@click.option("--all", "show_all", is_flag=True, help="History too, not only open alerts.")
+@click.option("--since", default="7d", show_default=True)
+@json_option
+@click.pass_context
+def alerts_list(ctx, show_all, since, as_json) -> None:
+    """Open alerts (or, with --all, every alert since --since)."""
+    from core.monitor import alert_history, open_alerts
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        rows = alert_history(registry, since=parse_since(since)) if show_all else open_alerts(registry)
+    emit(rows, as_json, lambda rs: table([{
+        "id": r["id"], "severity": r["severity"], "rule": r["rule"], "subject": r["subject"],
+        "state": "open" if r["resolved_at"] is None else "resolved", "message": r["message"][:90]}
+        for r in rs], ["id", "severity", "rule", "subject", "state", "message"]))
+
+
+@alerts.command("thresholds")
+@json_option
+@click.pass_context
+def alerts_thresholds(ctx, as_json) -> None:
+    """The alert thresholds in force."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        rows = list(registry.thresholds().values())
+    emit(rows, as_json, lambda rs: table(rs, ["key", "value", "description", "updated_by", "updated_at"]))
+
+
+@alerts.command("set-threshold")
+@click.argument("key")
+@click.argument("value", type=float)
+@json_option
+@click.pass_context
+def alerts_set_threshold(ctx, key, value, as_json) -> None:
+    """Change threshold KEY to VALUE (audited)."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        registry.set_threshold(key, value)
+        row = registry.thresholds()[key]
+    emit(row, as_json, lambda r: f"{r['key']} = {r['value']}")
+
+
+@main.command("metrics")
+@click.option("--since", default="24h", show_default=True)
+@json_option
+@click.pass_context
+def metrics_cmd(ctx, since, as_json) -> None:
+    """Per version over the window: requests, success rate, p50/p95 latency, traffic share."""
+    from core.monitor import metrics as compute
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        data = compute(registry, since=parse_since(since))
+
+    def human(d) -> str:
+        pct = lambda v: "" if v is None else f"{v:.1%}"  # noqa: E731
+        ms = lambda v: "" if v is None else f"{v:.0f}"  # noqa: E731
+        rows = [{"version": r["served_name"], "requests": r["requests"],
+                 "success": pct(r["success_rate"]), "p50_ms": ms(r["p50_latency_ms"]),
+                 "p95_ms": ms(r["p95_latency_ms"]), "share": pct(r["traffic_share"])}
+                for r in d["versions"]]
+        load = d["adapter_load_latency_ms"]
+        return (table(rows, ["version", "requests", "success", "p50_ms", "p95_ms", "share"])
+                + f"\nadapter loads: {load['n']} (p50 {ms(load['p50'])} ms, max {ms(load['max'])} ms); "
+                  f"cache hits {pct(d['adapter_cache_hits'])}")
+
+    emit(data, as_json, human)
+
+
+@main.command()
+@click.option("--since", default="7d", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), help="Write the Markdown here.")
+@click.pass_context
+def report(ctx, since, output) -> None:
+    """The weekly specialist-health review, as Markdown."""
+    from core.monitor import review_markdown
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        text = review_markdown(registry, since=parse_since(since))
+    if output:
+        output.write_text(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+# ---------------------------------------------------------------------------------------------
 # hi-moe demo ...
 
 

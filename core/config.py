@@ -33,6 +33,9 @@ ENV_VARS = {
     "MAX_LORA_RANK": "max_lora_rank",
     "EMA_ALPHA": "ema_alpha",
     "SUCCESS_WINDOW": "success_window",
+    "MONITOR_INTERVAL": "monitor_interval",
+    "WEBHOOK_URL": "webhook_url",
+    "OPERATORS": "operators",
 }
 
 
@@ -54,6 +57,10 @@ class Settings(BaseModel):
     max_lora_rank: int = Field(default=64, ge=1, le=512)
     ema_alpha: float = Field(default=0.1, gt=0, le=1, description="Weight of a new latency in the EMA")
     success_window: int = Field(default=100, ge=1, description="Outcomes in the rolling success rate")
+    monitor_interval: float = Field(default=30.0, gt=0, description="Seconds between monitor cycles")
+    webhook_url: str | None = Field(default=None, description="Alert notifications (Slack-compatible)")
+    # "name:pbkdf2_sha256$iterations$salt$hash,name2:..." (see console/auth.py); never plain text.
+    operators: SecretStr | None = None
 
     @field_validator("vllm_urls", mode="before")
     @classmethod

@@ -211,9 +211,9 @@ def raise_for_response(response: httpx.Response, *, action: str) -> None:
     raise APIError(text, **kwargs)
 
 
-def _models_from_json(body: Any, url: str) -> list[ModelCard]:
+def _models_from_response(response: httpx.Response, url: str) -> list[ModelCard]:
     try:
-        return [ModelCard.model_validate(card) for card in body["data"]]
+        return [ModelCard.model_validate(card) for card in response.json()["data"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidResponse(f"{url}/v1/models did not return a model list: {exc}", url=url) from exc
 
@@ -375,7 +375,7 @@ class VLLMClient:
             return None
 
     def list_models(self) -> list[ModelCard]:
-        return _models_from_json(self._request("GET", "/v1/models", "list models").json(), self.url)
+        return _models_from_response(self._request("GET", "/v1/models", "list models"), self.url)
 
     def list_adapters(self) -> list[ModelCard]:
         return [card for card in self.list_models() if card.is_adapter]
@@ -489,7 +489,7 @@ class AsyncVLLMClient:
 
     async def list_models(self) -> list[ModelCard]:
         response = await self._request("GET", "/v1/models", "list models")
-        return _models_from_json(response.json(), self.url)
+        return _models_from_response(response, self.url)
 
     async def list_adapters(self) -> list[ModelCard]:
         return [card for card in await self.list_models() if card.is_adapter]
