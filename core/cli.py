@@ -723,6 +723,27 @@ def report(ctx, since, output) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# hi-moe operators
+
+
+@main.group(cls=HiMoeGroup)
+def operators() -> None:
+    """Console operators (HI_MOE_OPERATORS holds NAME:HASH entries, never passwords)."""
+
+
+@operators.command("hash")
+@click.argument("name")
+@click.password_option(help="Prompted for when not given.")
+def operators_hash(name, password) -> None:
+    """Print NAME's HI_MOE_OPERATORS entry (a salted PBKDF2-SHA256 hash of the password)."""
+    from console.auth import hash_password
+
+    if ":" in name or "," in name or not name.strip():
+        raise click.BadParameter("a name may not be empty or contain ':' or ','")
+    click.echo(f"{name}:{hash_password(password)}")
+
+
+# ---------------------------------------------------------------------------------------------
 # hi-moe demo ...
 
 

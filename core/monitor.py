@@ -378,3 +378,48 @@ def review_markdown(registry: Registry, *, since: float, until: float | None = N
     lines += [f"- [{a['severity']}] {a['message']} ({'open' if a['resolved_at'] is None else 'resolved'})"
               for a in alerts[:30]]
     return "\n".join(lines) + "\n"
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a success rate: honest at small n, unlike p +- 2 sigma."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def canary_comparison(registry: Registry, *, since: float,
+                      until: float | None = None) -> list[dict[str, Any]]:
+    """For each specialist with a canary: active and canary side by side, with sample sizes,
+    intervals and a plain-language reading."""
+    rows = {row["adapter_id"]: row for row in registry.summary(since=since, until=until)}
+    out = []
+    for name in registry.specialists():
+        canary, active = registry.get_canary(name), registry.get_active(name)
+        if canary is None or active is None:
+            continue
+        sides = {}
+        for label, version in (("active", active), ("canary", canary)):
+            row = rows.get(version.lora_int_id, {})
+            n, ok = row.get("requests", 0), row.get("successes", 0)
+            sides[label] = {"served_name": version.served_name, "requests": n,
+                            "success_rate": ok / n if n else None,
+                            "interval": wilson_interval(ok, n),
+                            "p50_latency_ms": row.get("p50_latency_ms"),
+                            "p95_latency_ms": row.get("p95_latency_ms")}
+        a, c = sides["active"]["interval"], sides["canary"]["interval"]
+        if a is None or c is None:
+            verdict = "no data for one side yet"
+        elif c[0] > a[1]:
+            verdict = "canary is better (intervals do not overlap)"
+        elif c[1] < a[0]:
+            verdict = "canary is worse (intervals do not overlap): consider ending it"
+        else:
+            verdict = "no significant difference yet: keep collecting"
+        out.append({"specialist": name, "share": canary.canary_share, **{
+            f"{side}_{k}": v for side, values in sides.items() for k, v in values.items()},
+            "verdict": verdict})
+    return out

@@ -634,3 +634,22 @@ def plan_batches(decisions: Sequence[RouteDecision], max_loras: int) -> list[lis
         else:
             batches = [base]
     return batches
+
+
+_STOPWORDS = frozenset("""a an the and or of to in on for with by at from as is are be been was were
+it its this that these those my our your their we you i me us them he she they can could should
+would will do does did not no so if then than into out up down over under about after before
+all any each every some more most other such only own same too very just how what which who whom
+why when where write make get use using add fix given find return new one two please need want
+have has had also there here while per via without within between function functions""".split())
+
+
+def gap_terms(objectives: Iterable[str], top: int = 20) -> list[tuple[str, int]]:
+    """The words most common among unrouted tasks (each counted once per task): what a new
+    specialist, or a new keyword, would cover."""
+    counts: dict[str, int] = {}
+    for text in objectives:
+        for token in set(text.lower().translate(_SPACES).split()):
+            if len(token) > 2 and token not in _STOPWORDS and not token[0].isdigit():
+                counts[token] = counts.get(token, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]

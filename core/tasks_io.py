@@ -1,0 +1,57 @@
+"""Reading task files for batch routing: JSON lines or CSV, with a clear error per bad row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from pydantic import ValidationError
+
+from core.errors import HiMoeError
+from core.router import Task
+
+
+class TaskFileError(HiMoeError):
+    pass
+
+
+def read_tasks(data: bytes | str, filename: str = "tasks.jsonl") -> list[Task]:
+    """JSONL ({id, objective, context_refs}) or CSV (columns id, objective, context_refs with
+    refs separated by ';'). Every bad row is reported with its line number; nothing is half-read."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    tasks, problems = [], []
+    if filename.lower().endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "objective" not in reader.fieldnames:
+            raise TaskFileError(f"{filename}: a CSV needs an 'objective' column "
+                                f"(found: {', '.join(reader.fieldnames or []) or 'no header'})")
+        rows = [(i + 2, {"id": r.get("id") or None, "objective": r.get("objective") or "",
+                         "context_refs": [p.strip() for p in (r.get("context_refs") or "").split(";")
+                                          if p.strip()]}) for i, r in enumerate(reader)]
+    else:
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((i, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {i}: not JSON ({exc.msg})")
+    for number, row in rows:
+        try:
+            task = Task.model_validate(row)
+        except ValidationError as exc:
+            problems.append(f"line {number}: " + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()))
+            continue
+        if not task.objective.strip():
+            problems.append(f"line {number}: objective is empty")
+            continue
+        tasks.append(task.model_copy(update={"id": task.id or f"row-{number}"}))
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TaskFileError(f"{filename}: " + "; ".join(problems[:5]) + more)
+    if not tasks:
+        raise TaskFileError(f"{filename} holds no tasks")
+    return tasks

@@ -1,0 +1,92 @@
+"""Performance: success rate and latency over time per version, traffic share, adapter load
+latency, and canary against active with sample sizes and intervals."""
+
+import time
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from console import ui
+from core.monitor import canary_comparison, metrics
+
+ui.page_header("Performance", "From this project's own records of every dispatched request "
+               "(vLLM keeps no per-adapter figures). Latency percentiles are read from 20%-wide bins.")
+
+c1, c2, c3 = st.columns([1, 2, 1])
+window = c1.selectbox("Window", list(ui.WINDOWS), index=2)
+since = time.time() - ui.WINDOWS[window]
+with ui.registry() as reg:
+    names = reg.specialists()
+chosen = c2.multiselect("Specialists", names, placeholder="all specialists")
+bucket = c3.selectbox("Bucket", ["hour", "day"], index=0 if ui.WINDOWS[window] <= 2 * 86400 else 1)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load(db: str, since: float, bucket: str, specialists: tuple[str, ...]) -> dict:
+    """Cached 30 s per database, window and filter: every figure is an aggregate over roll-ups."""
+    with ui.registry() as reg:
+        seconds = 3600 if bucket == "hour" else 86400
+        series = []
+        for spec in specialists or (None,):
+            series += reg.timeseries(since=since, bucket_seconds=seconds, specialist=spec)
+        return {"series": series, "metrics": metrics(reg, since=since),
+                "canaries": canary_comparison(reg, since=since)}
+
+
+data = load(str(ui.settings().db_path), round(since, -1), bucket, tuple(chosen))
+series = pd.DataFrame(data["series"])
+if series.empty:
+    st.info("No requests recorded in this window. Dispatch tasks (Try a task, or "
+            "`hi-moe route --run`) and come back.")
+    st.stop()
+series["time"] = pd.to_datetime(series["t"], unit="s", utc=True)
+
+left, right = st.columns(2)
+with left:
+    fig = px.line(series, x="time", y="success_rate", color="series", markers=True,
+                  title="Success rate per version", labels={"success_rate": "success rate"})
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
+    st.plotly_chart(fig, width="stretch")
+with right:
+    lat = series.melt(id_vars=["time", "series"], value_vars=["p50_latency_ms", "p95_latency_ms"],
+                      var_name="percentile", value_name="ms")
+    lat["line"] = lat["series"] + " " + lat["percentile"].str.slice(0, 3)
+    fig = px.line(lat, x="time", y="ms", color="line", title="Latency p50 / p95 per version (ms)")
+    st.plotly_chart(fig, width="stretch")
+
+versions = pd.DataFrame(data["metrics"]["versions"])
+left, right = st.columns(2)
+with left:
+    fig = px.pie(versions, names="served_name", values="requests", title="Utilization: share of requests")
+    st.plotly_chart(fig, width="stretch")
+with right:
+    load_ms = data["metrics"]["adapter_load_latency_ms"]
+    cold = data["metrics"]["cold_first_request_ms"]
+    st.markdown("**Adapter loading**")
+    a, b, c = st.columns(3)
+    a.metric("Loads", load_ms["n"])
+    b.metric("Load p95", ui.ms(load_ms["p95"]))
+    c.metric("Cache hits", ui.pct(data["metrics"]["adapter_cache_hits"]))
+    st.caption(f"First request after a load: p50 {ui.ms(cold['p50'])}, max {ui.ms(cold['max'])}.")
+    table = versions[["served_name", "requests", "success_rate", "p50_latency_ms", "p95_latency_ms",
+                      "traffic_share"]].rename(columns={"served_name": "version"})
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "success_rate": st.column_config.NumberColumn("success rate", format="%.3f"),
+        "traffic_share": st.column_config.NumberColumn("share", format="%.3f"),
+        "p50_latency_ms": st.column_config.NumberColumn("p50 (ms)", format="%.0f"),
+        "p95_latency_ms": st.column_config.NumberColumn("p95 (ms)", format="%.0f")})
+
+st.subheader("Canary against active")
+if not data["canaries"]:
+    st.info("No specialist has a canary. Start one on the Adapters page.")
+for row in data["canaries"]:
+    st.markdown(f"**{row['specialist']}** — canary gets {row['share']:.0%} of tasks: {row['verdict']}")
+    cols = st.columns(2)
+    for col, side in zip(cols, ("active", "canary")):
+        interval = row[f"{side}_interval"]
+        col.metric(f"{side}: {row[f'{side}_served_name']}", ui.pct(row[f"{side}_success_rate"]),
+                   help="95% Wilson interval")
+        col.caption(f"n = {row[f'{side}_requests']:,}; 95% interval "
+                    + (f"{interval[0]:.1%} – {interval[1]:.1%}" if interval else "–")
+                    + f"; p50 {ui.ms(row[f'{side}_p50_latency_ms'])}, p95 {ui.ms(row[f'{side}_p95_latency_ms'])}")

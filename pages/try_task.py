@@ -1,0 +1,141 @@
+"""Try a task: see how the router decides, run it on the server, and judge the answer. Batch
+mode routes a whole file."""
+
+import json
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from console import ui
+from core.errors import HiMoeError
+from core.router import Router, RoutingTable, Task
+from core.tasks_io import read_tasks
+
+ui.page_header("Try a task", "Route a task as the dispatcher would, with every piece of evidence "
+               "and every candidate's score; then run it through the chosen adapter or the base model.")
+
+
+@st.cache_resource(show_spinner="Loading the sentence model for tier 3 …")
+def embedder():
+    from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
+
+    try:
+        return DomainEmbedder.load()
+    except EmbeddingsUnavailable:
+        return None
+
+
+def router(use_embeddings: bool) -> Router:
+    with ui.registry() as reg:
+        table = RoutingTable.from_registry(reg)
+    return Router(table, embedder=embedder() if use_embeddings else None)
+
+
+single, batch = st.tabs(["One task", "Batch"])
+with single:
+    objective = st.text_area("Task objective", height=120,
+                             placeholder="e.g. The CUDA kernel in reduce.cu races on shared memory; fix it.")
+    refs = st.text_input("Context files (comma-separated)", placeholder="src/reduce.cu, CMakeLists.txt")
+    use_embeddings = st.toggle("Tier 3: embedding similarity", value=False,
+                               help="Used only when keywords and files find nothing or two domains tie.")
+    if st.button("Route", type="primary", disabled=not objective.strip()):
+        task = Task(id=f"console-{abs(hash(objective)) % 10**8}", objective=objective,
+                    context_refs=[r.strip() for r in refs.split(",") if r.strip()])
+        st.session_state["try_task"] = task
+        st.session_state["try_decision"] = router(use_embeddings).route(task)
+        st.session_state.pop("try_result", None)
+
+    decision = st.session_state.get("try_decision")
+    task = st.session_state.get("try_task")
+    if decision is not None:
+        if decision.specialist:
+            st.success(f"Routed to **{decision.specialist}** as `{decision.served_name}`"
+                       + (" (canary)" if decision.canary else "")
+                       + f" — domains {', '.join(decision.domains)}, decided by tier {decision.tier}.")
+        else:
+            st.warning(f"Base model: **{decision.fallback_reason}**"
+                       + (f" (domains {', '.join(decision.domains)})" if decision.domains else ""))
+        ex = decision.extraction
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Evidence**")
+            if ex.evidence:
+                st.dataframe(pd.DataFrame([{"tier": e.tier, "domain": e.domain, "kind": e.kind,
+                                            "matched": e.match, "weight": e.weight}
+                                           for e in ex.evidence]), hide_index=True,
+                             width="stretch")
+            else:
+                st.caption("No keyword, code shape or file matched.")
+            if ex.similarities:
+                st.caption("Tier 3 similarities: " + ", ".join(
+                    f"{d} {s:.2f}" for d, s in sorted(ex.similarities.items(), key=lambda kv: -kv[1])))
+        with right:
+            st.markdown("**Domain scores**")
+            st.caption(", ".join(f"{d} {s}" for d, s in ex.scores.items()) or "none"
+                       + (f"; non-technical evidence {ex.null_score}" if ex.null_score else ""))
+            st.markdown("**Candidates** (score = success + volume + match)")
+            if decision.candidates:
+                st.dataframe(pd.DataFrame([{"specialist": c.specialist, "version": c.version,
+                                            "canary": c.canary, "score": round(c.score, 4), **c.parts}
+                                           for c in decision.candidates]), hide_index=True,
+                             width="stretch")
+            else:
+                st.caption("No live specialist for these domains.")
+
+        operator = ui.require_operator("run tasks on the server and record their outcomes")
+        if operator and st.button("Run on the server"):
+            from core.dispatch import Dispatcher
+
+            with ui.registry() as reg, ui.fleet() as fl:
+                try:
+                    result = Dispatcher(Router(RoutingTable.from_registry(reg)), fl, reg).send(
+                        task, decision, max_tokens=64)
+                    st.session_state["try_result"] = result
+                except HiMoeError as exc:
+                    st.error(exc.message)
+        result = st.session_state.get("try_result")
+        if result is not None:
+            if result.ok:
+                st.info(f"Answered by `{result.model}` on {result.server} in {result.latency_ms:.0f} ms"
+                        + (f" — fell back: {result.fallback_reason}" if result.fallback_reason else ""))
+                st.code(result.answer or "(empty answer)", language=None)
+            else:
+                st.error(f"The server failed: {result.error}")
+            if result.outcome_id and operator:
+                g, b = st.columns(2)
+                verdict = None
+                if g.button("👍 Good answer"):
+                    verdict = True
+                if b.button("👎 Bad answer"):
+                    verdict = False
+                if verdict is not None:
+                    with ui.registry() as reg:
+                        reg.mark_outcome(result.outcome_id, verdict)
+                    st.success(f"Recorded as {'good' if verdict else 'bad'} for {result.model}.")
+
+with batch:
+    upload = st.file_uploader("Tasks as JSON lines ({id, objective, context_refs}) or CSV "
+                              "(id, objective, context_refs separated by ';')", type=["jsonl", "json", "csv"])
+    if upload is not None:
+        try:
+            tasks = read_tasks(upload.getvalue(), upload.name)
+        except HiMoeError as exc:
+            st.error(exc.message)
+            tasks = []
+        if tasks:
+            r = router(False)
+            lines = [r.route(t).line() | {"objective": t.objective} for t in tasks]
+            frame = pd.DataFrame(lines)
+            frame["routed to"] = frame["specialist"].fillna("(base model)")
+            counts = frame["routed to"].value_counts().reset_index()
+            counts.columns = ["routed to", "tasks"]
+            st.plotly_chart(px.bar(counts, x="routed to", y="tasks", title=f"{len(tasks)} tasks routed"),
+                            width="stretch")
+            st.dataframe(frame[["id", "routed to", "served_name", "domains", "tier", "fallback_reason",
+                                "objective"]], hide_index=True, width="stretch")
+            st.download_button("Download results (JSONL)",
+                               "\n".join(json.dumps({k: v for k, v in line.items() if k != "objective"})
+                                         for line in lines), file_name="routing.jsonl")
+            st.download_button("Download results (CSV)", frame.drop(columns=["scores"]).to_csv(index=False),
+                               file_name="routing.csv")
