@@ -47,26 +47,36 @@ $(DEMO)/fleet.json: $(STAMP)
 serve: fleet
 	$(HI_MOE) --home $(HOME_DIR) demo serve --port $(VLLM_PORT)
 
-console: $(STAMP)
+# The demo's operator is "demo" / "demo" unless HI_MOE_OPERATORS is set; only its hash is kept.
+$(RUN)/demo-operator: $(STAMP)
 	@mkdir -p $(RUN)
+	$(HI_MOE) operators hash demo --password demo > $@
+
+console: $(STAMP) $(RUN)/demo-operator
 	@if [ -f $(RUN)/console.pid ] && kill -0 $$(cat $(RUN)/console.pid) 2>/dev/null; then \
 	  echo "console already running (pid $$(cat $(RUN)/console.pid))"; \
 	else \
+	  export HI_MOE_OPERATORS="$${HI_MOE_OPERATORS:-$$(cat $(RUN)/demo-operator)}"; \
 	  HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) setsid $(PY) -m streamlit run console/app.py \
 	    --server.port $(CONSOLE_PORT) > $(RUN)/console.log 2>&1 < /dev/null & echo $$! > $(RUN)/console.pid; \
 	  for i in $$(seq 1 60); do curl -sf http://127.0.0.1:$(CONSOLE_PORT)/_stcore/health >/dev/null && break; sleep 0.5; done; \
+	  curl -sf http://127.0.0.1:$(CONSOLE_PORT)/_stcore/health >/dev/null || { echo "console did not start:"; tail -20 $(RUN)/console.log; exit 1; }; \
 	fi
 
 demo: serve console
 	@HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) $(HI_MOE) demo setup
+	@if ! { [ -f $(RUN)/monitor.pid ] && kill -0 $$(cat $(RUN)/monitor.pid) 2>/dev/null; }; then \
+	  HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) setsid $(HI_MOE) monitor \
+	    > $(RUN)/monitor.log 2>&1 < /dev/null & echo $$! > $(RUN)/monitor.pid; fi
 	@echo
 	@echo "vLLM server: http://127.0.0.1:$(VLLM_PORT)   (OpenAI API under /v1)"
-	@echo "Console:     http://127.0.0.1:$(CONSOLE_PORT)"
+	@echo "Console:     http://127.0.0.1:$(CONSOLE_PORT)   (sign in as demo / demo to change things)"
 	@echo "Stop both:   make stop"
 
 stop:
 	-@$(HI_MOE) --home $(HOME_DIR) demo stop --port $(VLLM_PORT)
 	-@if [ -f $(RUN)/console.pid ]; then kill -- -$$(cat $(RUN)/console.pid) 2>/dev/null || kill $$(cat $(RUN)/console.pid) 2>/dev/null; rm -f $(RUN)/console.pid; echo "console stopped"; fi
+	-@if [ -f $(RUN)/monitor.pid ]; then kill $$(cat $(RUN)/monitor.pid) 2>/dev/null; rm -f $(RUN)/monitor.pid; echo "monitor stopped"; fi
 
 test: venv chromium
 	$(PY) -m pytest $(PYTEST_ARGS)

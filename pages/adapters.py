@@ -126,18 +126,22 @@ if operator:
         c1, c2 = st.columns(2)
         reg_name = c1.text_input("Name (optional)", placeholder="from the folder")
         reg_version = c2.text_input("Version (optional)", placeholder="from the folder")
-        if st.button("Register", disabled=not path):
-            with ui.operations() as ops:
-                with ui.operator_errors():
-                    version = ops.register(Path(path), name=reg_name or None,
+        if st.button("Register"):
+            if not path.strip():
+                st.warning("Give the adapter folder first.")
+            else:
+                with ui.operations() as ops, ui.operator_errors():
+                    version = ops.register(Path(path.strip()), name=reg_name or None,
                                            version=reg_version or None)
                     st.success(f"Registered {version.served_name} as lora_int_id "
                                f"{version.lora_int_id} (inactive). Canary or promote it above.")
         root = st.text_input("Import every version under a root folder")
-        if st.button("Import", disabled=not root):
-            with ui.operations() as ops:
-                with ui.operator_errors():
-                    report = ops.import_root(Path(root))
+        if st.button("Import"):
+            if not root.strip():
+                st.warning("Give the root folder first.")
+            else:
+                with ui.operations() as ops, ui.operator_errors():
+                    report = ops.import_root(Path(root.strip()))
                     st.success(f"Registered {len(report.registered)}, already there "
                                f"{len(report.skipped)}, refused {len(report.errors)}.")
                     for label, message in report.errors.items():

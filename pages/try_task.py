@@ -39,12 +39,15 @@ with single:
     refs = st.text_input("Context files (comma-separated)", placeholder="src/reduce.cu, CMakeLists.txt")
     use_embeddings = st.toggle("Tier 3: embedding similarity", value=False,
                                help="Used only when keywords and files find nothing or two domains tie.")
-    if st.button("Route", type="primary", disabled=not objective.strip()):
-        task = Task(id=f"console-{abs(hash(objective)) % 10**8}", objective=objective,
-                    context_refs=[r.strip() for r in refs.split(",") if r.strip()])
-        st.session_state["try_task"] = task
-        st.session_state["try_decision"] = router(use_embeddings).route(task)
-        st.session_state.pop("try_result", None)
+    if st.button("Route", type="primary"):
+        if not objective.strip():
+            st.warning("Type a task objective first.")
+        else:
+            task = Task(id=f"console-{abs(hash(objective)) % 10**8}", objective=objective,
+                        context_refs=[r.strip() for r in refs.split(",") if r.strip()])
+            st.session_state["try_task"] = task
+            st.session_state["try_decision"] = router(use_embeddings).route(task)
+            st.session_state.pop("try_result", None)
 
     decision = st.session_state.get("try_decision")
     task = st.session_state.get("try_task")
