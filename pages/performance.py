@@ -34,12 +34,20 @@ def load(db: str, since: float, bucket: str, specialists: tuple[str, ...]) -> di
                 "canaries": canary_comparison(reg, since=since)}
 
 
-data = load(str(ui.settings().db_path), round(since, -1), bucket, tuple(chosen))
+TOP = 8  # lines per chart: more is unreadable, and slow to draw
+
+# `since` rounded to the hour keeps the cache key stable between reruns.
+data = load(str(ui.settings().db_path), since // 3600 * 3600, bucket, tuple(chosen))
 series = pd.DataFrame(data["series"])
 if series.empty:
     st.info("No requests recorded in this window. Dispatch tasks (Try a task, or "
             "`hi-moe route --run`) and come back.")
     st.stop()
+busiest = series.groupby("series")["requests"].sum().nlargest(TOP).index
+if series["series"].nunique() > TOP:
+    st.caption(f"Charts show the {TOP} busiest of {series['series'].nunique()} versions; "
+               "pick specialists above to see others.")
+series = series[series["series"].isin(busiest)]
 series["time"] = pd.to_datetime(series["t"], unit="s", utc=True)
 
 left, right = st.columns(2)
@@ -58,7 +66,12 @@ with right:
 versions = pd.DataFrame(data["metrics"]["versions"])
 left, right = st.columns(2)
 with left:
-    fig = px.pie(versions, names="served_name", values="requests", title="Utilization: share of requests")
+    share = versions[["served_name", "requests"]].copy()
+    if len(share) > TOP:
+        rest = share.iloc[TOP:]["requests"].sum()
+        share = pd.concat([share.iloc[:TOP], pd.DataFrame([{"served_name": "other versions",
+                                                             "requests": rest}])])
+    fig = px.pie(share, names="served_name", values="requests", title="Utilization: share of requests")
     st.plotly_chart(fig, width="stretch")
 with right:
     load_ms = data["metrics"]["adapter_load_latency_ms"]
