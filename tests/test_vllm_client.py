@@ -4,6 +4,7 @@ for faults a real server cannot be made to produce on demand (a cut connection, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import httpx
 import pytest
@@ -23,6 +24,13 @@ from core.vllm import (
     raise_for_response,
 )
 from tests.conftest import adapter_path
+
+
+def run_coroutine(coro):
+    """asyncio.run in a thread of its own: pytest-playwright keeps an event loop running in the
+    main thread for the whole session once a browser test has run."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 pytestmark = pytest.mark.server
 
@@ -158,6 +166,17 @@ def test_metrics_after_adapter_traffic(client, loaded, vllm_server):
     assert e2e.buckets[float("inf")] == e2e.count
 
 
+def test_sync_warmup_inside_a_running_event_loop(client, loaded):
+    """Blocking code called from a thread that runs an event loop must still work."""
+    loaded("t-warm-loop@1.0.0", "docs", "1.0.0")
+
+    async def inside_loop():
+        return client.warmup(["t-warm-loop@1.0.0"])
+
+    (result,) = run_coroutine(inside_loop())
+    assert result.ok
+
+
 def test_async_client_against_real_server(vllm_server, fleet_dir):
     async def scenario():
         async with AsyncVLLMClient(vllm_server.url, timeout=60) as client:
@@ -175,7 +194,7 @@ def test_async_client_against_real_server(vllm_server, fleet_dir):
             finally:
                 await client.unload_adapter("t-async@1.0.0")
 
-    asyncio.run(scenario())
+    run_coroutine(scenario())
 
 
 def test_fleet_health_with_one_server_down(vllm_server):
