@@ -216,29 +216,24 @@ class Registry:
 
     # -- reading versions ---------------------------------------------------------------------
 
-    def versions(self, name: str | None = None, *, include_retired: bool = True) -> list[AdapterVersion]:
+    def _version_rows(self, name: str | None, include_retired: bool) -> Iterable[dict[str, Any]]:
         where, params = ["1 = 1"], []
         if name:
             where.append("name = ?")
             params.append(name)
         if not include_retired:
             where.append("retired_at is null")
-        rows = self.db.query(f"select * from adapters where {' and '.join(where)} "
+        return self.db.query(f"select * from adapters where {' and '.join(where)} "
                              "order by name, lora_int_id", params)
-        return [AdapterVersion.from_row(row) for row in rows]
+
+    def versions(self, name: str | None = None, *, include_retired: bool = True) -> list[AdapterVersion]:
+        return [AdapterVersion.from_row(row) for row in self._version_rows(name, include_retired)]
 
     def versions_table(self, name: str | None = None, *,
                        include_retired: bool = True) -> list[dict[str, Any]]:
         """The same rows as :meth:`versions` as plain dicts, for tables of thousands of rows."""
-        where, params = ["1 = 1"], []
-        if name:
-            where.append("name = ?")
-            params.append(name)
-        if not include_retired:
-            where.append("retired_at is null")
         rows = []
-        for row in self.db.query(f"select * from adapters where {' and '.join(where)} "
-                                 "order by name, lora_int_id", params):
+        for row in self._version_rows(name, include_retired):
             row["domains"] = json.loads(row["domains"])
             row["target_modules"] = json.loads(row["target_modules"])
             row["active"] = bool(row["active"])
