@@ -60,7 +60,8 @@ with right:
     lat = series.melt(id_vars=["time", "series"], value_vars=["p50_latency_ms", "p95_latency_ms"],
                       var_name="percentile", value_name="ms")
     lat["line"] = lat["series"] + " " + lat["percentile"].str.slice(0, 3)
-    fig = px.line(lat, x="time", y="ms", color="line", title="Latency p50 / p95 per version (ms)")
+    fig = px.line(lat, x="time", y="ms", color="line", markers=True,
+                  title="Latency p50 / p95 per version (ms)")
     st.plotly_chart(fig, width="stretch")
 
 versions = pd.DataFrame(data["metrics"]["versions"])
