@@ -62,8 +62,8 @@ _QUANTITY_QUESTION = {
 }
 
 
-def _count_numbers(tokens: list[str], unique: set[str], enough: int = 2) -> int:
-    count = len(unique & _NUMBER_WORDS)
+def _count_numbers(tokens: list[str], enough: int = 2) -> int:
+    count = len(_NUMBER_WORDS.intersection(tokens))
     for token in tokens:
         if count >= enough:
             break
@@ -109,6 +109,7 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
+_CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 
 
 # The decision's parts are slotted dataclasses, not pydantic models: routing builds dozens of
@@ -311,17 +312,17 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: words (compound tokens also count by their parts), prefixes, phrases.
     # (Each step below is shaped for speed: set operations and substring tests run in C, so a
     # 2 KB task is routed in tens of microseconds.)
-    unique = set(tokens)
-    for token in unique & lexicon.word_keys:
+    # frozenset.intersection(list) looks each token up in C without building a set of them all.
+    for token in lexicon.word_keys.intersection(tokens):
         for domain, weight in lexicon.words[token]:
             hit(domain, weight, token, "keyword")
-    if lexicon.prefix_tuple:
-        for token in [t for t in unique if t.startswith(lexicon.prefix_tuple)]:
+    if lexicon.prefix_tuple and any(map(lower.__contains__, lexicon.prefix_tuple)):
+        for token in {t for t in tokens if t.startswith(lexicon.prefix_tuple)}:
             for prefix, hits in lexicon.prefixes.items():
                 if token.startswith(prefix) and token != prefix:
                     for domain, weight in hits:
                         hit(domain, weight, prefix + "*", "keyword")
-    starts = unique & lexicon.phrase_starts
+    starts = lexicon.phrase_starts.intersection(tokens)
     if starts:
         joined = " " + " ".join(tokens) + " "
         for start in starts:
@@ -332,8 +333,9 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: the shape of code in the task names its language. Each pattern runs only when
     # the literal it needs is present.
     has_code = False
+    code_tokens = _CODE_TOKENS.intersection(tokens)
     for domain, needle, token, pattern in _CODE_SHAPES:
-        if (token is None or token in unique) and (domain, f"{domain} code") not in seen \
+        if (token is None or token in code_tokens) and (domain, f"{domain} code") not in seen \
                 and _found_at(text, needle, pattern):
             has_code = True
             if domain == "systems" and "__global__" in text:
@@ -343,12 +345,12 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: an arithmetic word problem (numbers and a quantity question, no code, no files).
     if (not has_code and not task.context_refs
             and any(_found_at(lower, needle, pattern) for needle, pattern in _QUANTITY_QUESTION.items())
-            and _count_numbers(tokens, unique) >= 2):
+            and _count_numbers(tokens) >= 2):
         hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
     if not has_code and tokens and tokens[0] in _SHELL_VERBS and (
-            unique & _FILE_OBJECTS or _ABSOLUTE_PATH.search(text)):
+            _FILE_OBJECTS.intersection(tokens) or _ABSOLUTE_PATH.search(text)):
         hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are

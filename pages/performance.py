@@ -94,13 +94,18 @@ with right:
 st.subheader("Canary against active")
 if not data["canaries"]:
     st.info("No specialist has a canary. Start one on the Adapters page.")
-for row in data["canaries"]:
-    st.markdown(f"**{row['specialist']}** — canary gets {row['share']:.0%} of tasks: {row['verdict']}")
-    cols = st.columns(2)
-    for col, side in zip(cols, ("active", "canary")):
-        interval = row[f"{side}_interval"]
-        col.metric(f"{side}: {row[f'{side}_served_name']}", ui.pct(row[f"{side}_success_rate"]),
-                   help="95% Wilson interval")
-        col.caption(f"n = {row[f'{side}_requests']:,}; 95% interval "
-                    + (f"{interval[0]:.1%} – {interval[1]:.1%}" if interval else "–")
-                    + f"; p50 {ui.ms(row[f'{side}_p50_latency_ms'])}, p95 {ui.ms(row[f'{side}_p95_latency_ms'])}")
+else:
+    st.caption("Success rates with 95% Wilson intervals and sample sizes: decide on intervals, "
+               "not on two numbers.")
+
+    def side(row: dict, name: str) -> str:
+        interval = row[f"{name}_interval"]
+        return (f"{ui.pct(row[f'{name}_success_rate'])} (n = {row[f'{name}_requests']:,}; "
+                + (f"{interval[0]:.1%}–{interval[1]:.1%}" if interval else "no data") + ")")
+
+    st.dataframe(pd.DataFrame([{
+        "specialist": row["specialist"], "canary share": f"{row['share']:.0%}",
+        "active": row["active_served_name"], "active success": side(row, "active"),
+        "canary": row["canary_served_name"], "canary success": side(row, "canary"),
+        "p50 active / canary": f"{ui.ms(row['active_p50_latency_ms'])} / {ui.ms(row['canary_p50_latency_ms'])}",
+        "reading": row["verdict"]} for row in data["canaries"]]), hide_index=True, width="stretch")

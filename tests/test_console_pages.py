@@ -105,8 +105,10 @@ def test_sign_in_reveals_actions(env):
 def test_performance_shows_canary_comparison(env):
     populate(env / "registry.db")
     at = run_page("performance")
-    assert any("canary gets 20%" in m.value for m in at.markdown)
-    assert any(c.value.startswith("n = ") for c in at.caption)
+    canaries = at.dataframe[-1].value
+    assert list(canaries["specialist"]) == ["python-lora"]
+    assert canaries["canary share"][0] == "20%"
+    assert "n = " in canaries["canary success"][0] and "n = " in canaries["active success"][0]
 
 
 def test_try_task_routes_and_explains(env):
