@@ -84,10 +84,11 @@ if operator:
                     st.success(f"{action[0]} done. The table above shows the new state after a refresh.")
                     st.button("Refresh")
     with tab_server:
+        sure_servers = ui.confirmed("servers", "I want to act on the running servers")
         c1, c2 = st.columns(2)
         with c1:
             prune = st.checkbox("Also unload versions that are neither active nor canary")
-            if st.button("Sync servers"):
+            if st.button("Sync servers", disabled=not sure_servers):
                 with ui.operations() as ops:
                     reports = ui.run_steps("Sync", lambda: ops.sync(prune=prune))
                 if reports:
@@ -101,7 +102,7 @@ if operator:
             with ui.registry() as reg:
                 top = sorted(reg.live_versions(), key=lambda v: -v.request_count)[:ui.settings().max_loras]
             st.write(f"Warm up the {len(top)} busiest live adapters (one 1-token request each).")
-            if st.button("Warm up"):
+            if st.button("Warm up", disabled=not sure_servers):
                 bar = st.progress(0.0, text="warming up")
                 with ui.fleet() as fl:
                     results = []
@@ -113,10 +114,10 @@ if operator:
         l1, l2 = st.columns(2)
         if single != "—":
             name, _, version = single.partition("@")
-            if l1.button("Load on every server"):
+            if l1.button("Load on every server", disabled=not sure_servers):
                 with ui.operations() as ops:
                     ui.run_steps(f"Load {single}", lambda: ops.load(name, version))
-            if l2.button("Unload from every server"):
+            if l2.button("Unload from every server", disabled=not sure_servers):
                 with ui.operations() as ops:
                     ui.run_steps(f"Unload {single}", lambda: ops.unload(name, version))
     with tab_register:

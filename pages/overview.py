@@ -17,6 +17,7 @@ ui.page_header("Overview", "Servers, adapters and traffic at a glance. Health re
 def servers() -> None:
     with ui.registry() as reg, ui.fleet() as fleet:
         live = [v.served_name for v in reg.live_versions()]
+        registered = {v["served_name"] for v in reg.versions_table()}
         reports = fleet.health(live)
     if not reports:
         st.info("No vLLM server configured. Set HI_MOE_VLLM_URLS.")
@@ -32,6 +33,10 @@ def servers() -> None:
             else:
                 st.success(f"**{report.url}** is up — vLLM {report.version or '?'}, "
                            f"{report.latency_ms:.0f} ms")
+            unknown = sorted(set(report.adapters) - registered)
+            if unknown:
+                st.warning(f"Drift: {len(unknown)} adapter(s) loaded that the registry does not "
+                           f"know: {', '.join(unknown)}")
             a, b = st.columns(2)
             a.metric("Adapters loaded", len(report.adapters))
             b.metric("Live in registry", len(report.expected))
