@@ -12,6 +12,8 @@ DEMO := $(HOME_DIR)/demo
 VLLM_PORT ?= 8000
 CONSOLE_PORT ?= 8501
 STAMP := $(VENV)/.installed
+# What the demo's console, monitor and setup need to find the local server and its fleet.
+DEMO_ENV := HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) HI_MOE_RESOLVER_DIR=$(DEMO)/resolver
 # This machine keeps the CPU build of torch in /opt/wheels; pip reads PIP_FIND_LINKS when set.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
@@ -57,16 +59,16 @@ console: $(STAMP) $(RUN)/demo-operator
 	  echo "console already running (pid $$(cat $(RUN)/console.pid))"; \
 	else \
 	  export HI_MOE_OPERATORS="$${HI_MOE_OPERATORS:-$$(cat $(RUN)/demo-operator)}"; \
-	  HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) setsid $(PY) -m streamlit run console/app.py \
+	  $(DEMO_ENV) setsid $(PY) -m streamlit run console/app.py \
 	    --server.port $(CONSOLE_PORT) > $(RUN)/console.log 2>&1 < /dev/null & echo $$! > $(RUN)/console.pid; \
 	  for i in $$(seq 1 60); do curl -sf http://127.0.0.1:$(CONSOLE_PORT)/_stcore/health >/dev/null && break; sleep 0.5; done; \
 	  curl -sf http://127.0.0.1:$(CONSOLE_PORT)/_stcore/health >/dev/null || { echo "console did not start:"; tail -20 $(RUN)/console.log; exit 1; }; \
 	fi
 
 demo: serve console
-	@HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) $(HI_MOE) demo setup
+	@$(DEMO_ENV) $(HI_MOE) demo setup
 	@if ! { [ -f $(RUN)/monitor.pid ] && kill -0 $$(cat $(RUN)/monitor.pid) 2>/dev/null; }; then \
-	  HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_PORT) setsid $(HI_MOE) monitor \
+	  $(DEMO_ENV) setsid $(HI_MOE) monitor \
 	    > $(RUN)/monitor.log 2>&1 < /dev/null & echo $$! > $(RUN)/monitor.pid; fi
 	@echo
 	@echo "vLLM server: http://127.0.0.1:$(VLLM_PORT)   (OpenAI API under /v1)"

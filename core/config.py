@@ -36,6 +36,7 @@ ENV_VARS = {
     "MONITOR_INTERVAL": "monitor_interval",
     "WEBHOOK_URL": "webhook_url",
     "OPERATORS": "operators",
+    "RESOLVER_DIR": "resolver_dir",
 }
 
 
@@ -59,6 +60,9 @@ class Settings(BaseModel):
     success_window: int = Field(default=100, ge=1, description="Outcomes in the rolling success rate")
     monitor_interval: float = Field(default=30.0, gt=0, description="Seconds between monitor cycles")
     webhook_url: str | None = Field(default=None, description="Alert notifications (Slack-compatible)")
+    # vLLM's filesystem resolver folder (VLLM_LORA_RESOLVER_CACHE_DIR of the servers): the
+    # registry keeps a link per live version there, so a restarted server loads on demand.
+    resolver_dir: Path | None = None
     # "name:pbkdf2_sha256$iterations$salt$hash,name2:..." (see console/auth.py); never plain text.
     operators: SecretStr | None = None
 

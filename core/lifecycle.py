@@ -94,9 +94,11 @@ class Operations:
     """Registry + fleet. ``fleet`` may be empty: then only the registry changes."""
 
     def __init__(self, registry: Registry, fleet: Fleet, *, adapter_roots: list[Path],
-                 max_lora_rank: int = 64, base_model: str | None = None):
+                 max_lora_rank: int = 64, base_model: str | None = None,
+                 resolver_dir: Path | None = None):
         self.registry = registry
         self.fleet = fleet
+        self.resolver_dir = Path(resolver_dir) if resolver_dir else None
         self.adapter_roots = [Path(root).resolve() for root in adapter_roots]
         self.max_lora_rank = max_lora_rank
         self.base_model = base_model
@@ -107,7 +109,7 @@ class Operations:
         return cls(registry or Registry.from_settings(settings),
                    fleet if fleet is not None else Fleet.from_settings(settings),
                    adapter_roots=settings.roots, max_lora_rank=settings.max_lora_rank,
-                   base_model=settings.base_model)
+                   base_model=settings.base_model, resolver_dir=settings.resolver_dir)
 
     def close(self) -> None:
         self.registry.close()
@@ -262,6 +264,7 @@ class Operations:
         self.ensure_loaded(target, report.steps)
         previous, report.version = self.registry.promote(name, version)
         report.previous = previous
+        self.publish_links(report.steps)
         report.steps.append(f"registry: {target.served_name} is live"
                             + (f", {previous.served_name} kept loaded for rollback" if previous else ""))
         return report
@@ -272,6 +275,7 @@ class Operations:
         self.ensure_loaded(previous, report.steps)
         current, report.version = self.registry.rollback(name)
         report.previous = current
+        self.publish_links(report.steps)
         report.steps.append(f"registry: {previous.served_name} is live again "
                             f"(was {current.served_name})")
         return report
@@ -286,6 +290,7 @@ class Operations:
                                 "another version")
         self.ensure_loaded(target, report.steps)
         report.version = self.registry.set_canary(name, version, share)
+        self.publish_links(report.steps)
         report.steps.append(f"registry: {target.served_name} gets {share:.0%} of {name}'s tasks")
         return report
 
@@ -294,6 +299,7 @@ class Operations:
         report = self._report("delete" if delete else "retire", served_name(name, version))
         report.version = self.registry.retire(name, version, force=force, delete=delete)
         report.steps.append(f"registry: {report.target} {'deleted' if delete else 'retired'}")
+        self.publish_links(report.steps)
         if unload:
             for client in self.fleet:
                 self._unload(client, report.version, report.steps)
@@ -373,8 +379,27 @@ class Operations:
                 for name in drift.stale:
                     if self._unload(client, registered[name], []):
                         report.unloaded.append(name)
+        self.publish_links([])
         self.registry.audit("sync", None, prune=prune, reports=[r.model_dump() for r in reports])
         return reports
+
+    def publish_links(self, steps: list[str]) -> None:
+        """Keep one link per live version in vLLM's resolver folder (``NAME@VERSION`` -> its
+        path) and none for other versions, so a server that restarted, and lost its
+        runtime-loaded adapters, loads a live one on its first request for it."""
+        if self.resolver_dir is None:
+            return
+        self.resolver_dir.mkdir(parents=True, exist_ok=True)
+        live = {v.served_name: Path(v.path) for v in self.registry.live_versions()}
+        for entry in self.resolver_dir.iterdir():
+            # only links this registry made (served names contain '@'); never anything else
+            if entry.is_symlink() and "@" in entry.name and live.get(entry.name) != entry.resolve():
+                entry.unlink()
+        for name, path in live.items():
+            link = self.resolver_dir / name
+            if not link.is_symlink():
+                link.symlink_to(path, target_is_directory=True)
+        steps.append(f"resolver: {len(live)} live version(s) linked in {self.resolver_dir}")
 
     def load(self, name: str, version: str) -> OperationReport:
         """Load one version on every server without changing its status."""

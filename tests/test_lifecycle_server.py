@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.server
 def ops(tmp_path, vllm_server, fleet_dir):
     registry = Registry.open(tmp_path / "r.db", operator="carol")
     with Operations(registry, Fleet([vllm_server.url], timeout=60),
-                    adapter_roots=[fleet_dir / "adapters"], max_lora_rank=64) as ops:
+                    adapter_roots=[fleet_dir / "adapters"], max_lora_rank=64,
+                    resolver_dir=Path(vllm_server.resolver_dir)) as ops:
         ops.import_root(fleet_dir / "adapters")
         yield ops
 
@@ -105,9 +107,18 @@ def test_reconcile_and_sync_recover_a_restarted_server(ops, vllm_server):
     ops.load("python-lora", "1.2.0")  # loaded but neither active nor canary: stale
     live = {"math-lora@1.0.0", "docs-lora@1.0.0", "python-lora@1.0.0", "python-lora@1.1.0"}
 
+    resolver = Path(vllm_server.resolver_dir)
+    assert {p.name for p in resolver.iterdir() if p.is_symlink()} >= live
+    assert (resolver / "math-lora@1.0.0").resolve() == Path(ops.registry.get("math-lora", "1.0.0").path)
+
     vllm_server.restart()  # runtime-loaded adapters are lost (vLLM RFC #12174)
     (drift,) = ops.reconcile()
     assert drift.up and live <= set(drift.missing) and not drift.in_step
+    # ... but the resolver links let the server load a live version on its first request
+    with VLLMClient(vllm_server.url, timeout=60) as client:
+        assert client.chat("docs-lora@1.0.0", "hello", max_tokens=2).completion_tokens > 0
+        assert "docs-lora@1.0.0" in {c.id for c in client.list_adapters()}
+        live.discard("docs-lora@1.0.0")
 
     (report,) = ops.sync()
     assert live <= set(report.loaded) and not report.failed
@@ -117,6 +128,7 @@ def test_reconcile_and_sync_recover_a_restarted_server(ops, vllm_server):
 
     ops.load("python-lora", "1.2.0")
     (report,) = ops.sync(prune=True)
+    assert not (resolver / "python-lora@1.2.0").exists()  # not live: no link
     assert "python-lora@1.2.0" in report.unloaded
     assert "python-lora@1.2.0" not in served(vllm_server.url)
     assert ops.registry.audit_log(action="sync")[0].operator == "carol"
