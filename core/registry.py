@@ -25,7 +25,6 @@ from core import latency
 from core.adapter_files import AdapterManifest
 from core.db import open_db, transaction
 from core.errors import HiMoeError
-from core.router import canary_bucket
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
@@ -278,14 +277,6 @@ class Registry:
                              "order by name, lora_int_id")
         return [AdapterVersion.from_row(row) for row in rows]
 
-    def pick_version(self, name: str, task_key: str) -> AdapterVersion | None:
-        """The version of ``name`` that serves this task: the canary for its share of tasks
-        (deterministic per task), else the active version."""
-        active, canary = self.get_active(name), self.get_canary(name)
-        if canary and canary_bucket(name, task_key) < canary.canary_share:
-            return canary
-        return active or canary
-
     # -- lifecycle (registry side) -------------------------------------------------------------
 
     def register(self, manifest: AdapterManifest, *, name: str, version: str,
@@ -477,9 +468,7 @@ class Registry:
                                     "adapter_key = ? and bucket = ?",
                                     [delta, adapter_id or 0, int(ts // seconds) * seconds])
                 if adapter_id is not None:
-                    rate = self.db.execute(
-                        "select avg(success) from (select success from outcomes where adapter_id = ? "
-                        "order by id desc limit ?)", [adapter_id, self.success_window]).fetchone()[0]
+                    rate = self._rolling_success(adapter_id)
                     self.db.execute("update adapters set success_count = success_count + ?, "
                                     "success_rate = ? where lora_int_id = ?",
                                     [delta, rate, adapter_id])
@@ -490,6 +479,12 @@ class Registry:
         marks = ",".join("?" * len(ids))
         return list(self.db.query(f"select * from outcomes where id in ({marks}) order by id", list(ids)))
 
+    def _rolling_success(self, adapter_id: int) -> float | None:
+        """Success rate over the version's last ``success_window`` outcomes."""
+        return self.db.execute(
+            "select avg(success) from (select success from outcomes where adapter_id = ? "
+            "order by id desc limit ?)", [adapter_id, self.success_window]).fetchone()[0]
+
     def _update_stats(self, adapter_id: int, items: list[Outcome]) -> None:
         row = self.db.execute("select avg_latency_ms from adapters where lora_int_id = ?",
                               [adapter_id]).fetchone()
@@ -499,9 +494,7 @@ class Registry:
         for o in sorted(items, key=lambda o: o.ts):
             if o.latency_ms is not None:
                 ema = o.latency_ms if ema is None else ema + self.ema_alpha * (o.latency_ms - ema)
-        rate = self.db.execute(
-            "select avg(success) from (select success from outcomes where adapter_id = ? "
-            "order by id desc limit ?)", [adapter_id, self.success_window]).fetchone()[0]
+        rate = self._rolling_success(adapter_id)
         last = datetime.fromtimestamp(max(o.ts for o in items), UTC)
         self.db.execute(
             "update adapters set avg_latency_ms = ?, success_rate = ?, "
