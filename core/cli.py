@@ -334,12 +334,9 @@ def adapters_rollback(ctx, name, as_json) -> None:
 @click.pass_context
 def adapters_canary(ctx, name, version, share, end, as_json) -> None:
     """Send a share of NAME's tasks to VERSION (A/B), or --end the canary."""
-    from core.registry import Registry
-
     if end:
-        with Registry.from_settings(settings_of(ctx)) as registry:
-            ended = registry.clear_canary(name)
-        emit(ended, as_json, lambda v: f"canary {v.served_name} ended")
+        with _operations(ctx) as ops:
+            _emit_report(ops.end_canary(name), as_json)
         return
     if not version or share is None:
         raise click.UsageError("give VERSION and --share, or --end")

@@ -73,7 +73,7 @@ class Settings(BaseModel):
             # "none" means no server at all: lifecycle commands then change only the registry.
             value = [part for part in value.replace(",", " ").split() if part.lower() != "none"]
         if isinstance(value, list):
-            value = [str(url).rstrip("/") for url in value]
+            value = [str(url).rstrip("/") for url in value if str(url).lower() != "none"]
             for url in value:
                 if not url.startswith(("http://", "https://")):
                     raise ValueError(f"vLLM URL {url!r} must start with http:// or https://")

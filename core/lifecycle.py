@@ -294,6 +294,15 @@ class Operations:
         report.steps.append(f"registry: {target.served_name} gets {share:.0%} of {name}'s tasks")
         return report
 
+    def end_canary(self, name: str) -> OperationReport:
+        """Stop sending tasks to NAME's canary (it stays loaded; ``sync --prune`` unloads it)."""
+        ended = self.registry.clear_canary(name)
+        report = self._report("canary-end", ended.served_name)
+        report.version = ended
+        report.steps.append(f"registry: {ended.served_name} gets no more tasks")
+        self.publish_links(report.steps)
+        return report
+
     def retire(self, name: str, version: str, *, force: bool = False, delete: bool = False,
                unload: bool = True) -> OperationReport:
         report = self._report("delete" if delete else "retire", served_name(name, version))

@@ -74,7 +74,7 @@ if operator:
             if b[2].button("Roll back", disabled=not sure):
                 action = ("Roll back", lambda ops: ops.rollback(name))
             if b[3].button("End canary", disabled=not sure):
-                action = ("End canary", lambda ops: ops.registry.clear_canary(name))
+                action = ("End canary", lambda ops: ops.end_canary(name))
             if b[4].button("Retire", disabled=not sure):
                 action = ("Retire", lambda ops: ops.retire(name, version))
             if action:

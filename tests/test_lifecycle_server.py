@@ -180,3 +180,21 @@ def test_operator_flow_from_the_cli(tmp_path, vllm_server, fleet_dir):
     actions = [e["action"] for e in reversed(audit)]
     assert actions[-5:] == ["promote", "canary", "promote", "rollback", "sync"]
     assert {e["operator"] for e in audit} == {"dave"}
+
+
+def test_end_canary_from_the_cli_keeps_resolver_links_in_step(tmp_path, fleet_dir):
+    resolver = tmp_path / "resolver"
+    runner = CliRunner()
+    base = ["--db", str(tmp_path / "r.db"), "--vllm-url", "none",
+            "--adapter-root", str(fleet_dir / "adapters")]
+    env = {"HI_MOE_RESOLVER_DIR": str(resolver)}
+    for args in (["adapters", "register", str(fleet_dir / "adapters" / "python" / "v1.0.0")],
+                 ["adapters", "register", str(fleet_dir / "adapters" / "python" / "v1.1.0")],
+                 ["adapters", "promote", "python-lora", "1.0.0"],
+                 ["adapters", "canary", "python-lora", "1.1.0", "--share", "0.3"]):
+        result = runner.invoke(main, [*base, *args], env=env)
+        assert result.exit_code == 0, result.output
+    assert {p.name for p in resolver.iterdir()} == {"python-lora@1.0.0", "python-lora@1.1.0"}
+    result = runner.invoke(main, [*base, "adapters", "canary", "python-lora", "--end"], env=env)
+    assert result.exit_code == 0 and "registry only" in result.output
+    assert {p.name for p in resolver.iterdir()} == {"python-lora@1.0.0"}
