@@ -86,8 +86,13 @@ test: venv chromium
 test-fast: venv
 	$(PY) -m pytest -m "not server and not browser" $(PYTEST_ARGS)
 
-bench: venv
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: venv chromium fleet
+	$(PY) bench/bench_registry.py --keep $(HOME_DIR)/bench/registry.db
+	$(PY) bench/bench_console.py --db $(HOME_DIR)/bench/registry.db
+	$(PY) bench/bench_router.py
+	$(PY) bench/eval_router.py --embeddings
+	$(PY) bench/eval_router.py --embeddings --data tests/data/router_holdout.jsonl
+	$(PY) bench/bench_dispatch.py
 
 clean: stop
 	rm -rf $(HOME_DIR) .pytest_cache test-results

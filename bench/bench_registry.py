@@ -87,7 +87,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="Write the database here and keep it.")
     args = parser.parse_args()
     path = args.keep or Path(tempfile.mkdtemp()) / "bench.db"
-    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
     reg = Registry.open(path)
     t0 = time.perf_counter()
     live = populate_versions(reg)
