@@ -102,7 +102,8 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("systems", "std::", "std", re.compile(r"std::\w")),
     ("systems", "int main", "main", re.compile(r"int\s+main\s*\(")),
     ("systems", "fn ", "fn", re.compile(r"fn\s+\w+\s*\([^)\n]*\)\s*(->|\{)")),
-    ("python", "def ", "def", re.compile(r"(?<![^\n\s])def\s+\w+\s*\([^\n]*\)\s*(->[^\n:]+)?:")),
+    # the colon must end the line: Scala's `def f(n : Long) : Long = {` is not Python
+    ("python", "def ", "def", re.compile(r"(?<![^\n\s])def\s+\w+\s*\([^\n]*\)\s*(->[^\n:]+)?:[ \t]*(#[^\n]*)?(\n|$)")),
     ("python", "import ", "import", re.compile(r"(?<![^\n])import\s+[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)")),
     ("python", "from ", "from", re.compile(r"(?<![^\n])from\s+[\w.]+\s+import\s")),
     ("data", "select ", "select", re.compile(r"select\s+[\w*,. ()]+?\s+from\s+\w", re.I)),
@@ -349,8 +350,9 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
+    text_files = _file_names_in(lower, lexicon) if "." in lower else set()
     if not has_code and tokens and tokens[0] in _SHELL_VERBS and (
-            _FILE_OBJECTS.intersection(tokens) or _ABSOLUTE_PATH.search(text)):
+            _FILE_OBJECTS.intersection(tokens) or text_files or _ABSOLUTE_PATH.search(text)):
         hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
@@ -359,8 +361,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     per_domain: dict[str, int] = {}
     file_hits = [(domain, weight, f"{ref} ({label})", "file")
                  for ref in task.context_refs for domain, weight, label in _file_hits(lexicon, ref)]
-    if "." in lower:
-        for name in _file_names_in(lower, lexicon):
+    if text_files:
+        for name in text_files:
             if name.rsplit("/", 1)[-1] not in ref_names:
                 file_hits += [(domain, weight * lexicon.text_file_factor, f"{name} ({label})",
                                "text_file") for domain, weight, label in _file_hits(lexicon, name)]
