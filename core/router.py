@@ -110,6 +110,7 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
+_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
 _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 
 
@@ -342,6 +343,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             if domain == "systems" and "__global__" in text:
                 continue  # CUDA C++: the kernel, not the C++, names the specialist
             hit(domain, lexicon.code_shape_weight, f"{domain} code", "code")
+
+    # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
+    if "^" in text and _found_at(text, "^", _POWER):
+        hit("math", lexicon.word_problem_weight, "algebraic power", "notation")
 
     # Tier 1: an arithmetic word problem (numbers and a quantity question, no code, no files).
     if (not has_code and not task.context_refs
