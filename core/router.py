@@ -110,6 +110,8 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
+_IMPERATIVE_QUESTION = re.compile(r"\b(calculate|find|determine|compute|work out)\s+(the|how|what|"
+                                  r"her|his|their|its)\b")
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
 _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 
@@ -199,7 +201,8 @@ class Lexicon:
         self.secondary_ratio = float(settings.get("secondary_ratio", 0.75))
         self.text_file_factor = float(settings.get("text_file_factor", 0.8))
         self.null_margin = float(settings.get("null_margin", 1.0))
-        self.word_problem_weight = float(settings.get("word_problem_weight", 3.0))
+        self.word_problem_weight = float(settings.get("word_problem_weight", 3.5))
+        self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.words: dict[str, list[tuple[str, float]]] = {}
@@ -348,11 +351,20 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     if "^" in text and _found_at(text, "^", _POWER):
         hit("math", lexicon.word_problem_weight, "algebraic power", "notation")
 
-    # Tier 1: an arithmetic word problem (numbers and a quantity question, no code, no files).
-    if (not has_code and not task.context_refs
-            and any(_found_at(lower, needle, pattern) for needle, pattern in _QUANTITY_QUESTION.items())
-            and _count_numbers(tokens) >= 2):
-        hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
+    # Tier 1: an arithmetic word problem (no code, no files): a quantity question over at least
+    # two numbers; or three or more numbers and any question or "calculate/find the ...". Three
+    # numbers and a question are strong evidence: stronger than a recipe or a family member.
+    if not has_code and not task.context_refs:
+        numbers = _count_numbers(tokens, enough=3)
+        quantity = numbers >= 2 and (
+            any(_found_at(lower, needle, pattern) for needle, pattern in _QUANTITY_QUESTION.items())
+            or _IMPERATIVE_QUESTION.search(lower) is not None)
+        asked = numbers >= 3 and (quantity or text.rstrip().endswith("?")
+                                  or _IMPERATIVE_QUESTION.search(lower) is not None)
+        if asked:
+            hit("math", lexicon.word_problem_strong_weight, "word problem", "word_problem")
+        elif quantity:
+            hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
     text_files = _file_names_in(lower, lexicon) if "." in lower else set()
