@@ -110,8 +110,9 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
-_IMPERATIVE_QUESTION = re.compile(r"\b(calculate|find|determine|compute|work out)\s+(the|how|what|"
-                                  r"her|his|their|its)\b")
+# "calculate the ...", "find how ...": matched at each occurrence of the verb.
+_IMPERATIVE = {verb: re.compile(verb + r"\s+(the|how|what|her|his|their|its)\b")
+               for verb in ("calculate", "find", "determine", "compute", "work out")}
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
 _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 
@@ -355,15 +356,14 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # two numbers; or three or more numbers and any question or "calculate/find the ...". Three
     # numbers and a question are strong evidence: stronger than a recipe or a family member.
     if not has_code and not task.context_refs:
-        numbers = _count_numbers(tokens, enough=3)
-        quantity = numbers >= 2 and (
-            any(_found_at(lower, needle, pattern) for needle, pattern in _QUANTITY_QUESTION.items())
-            or _IMPERATIVE_QUESTION.search(lower) is not None)
-        asked = numbers >= 3 and (quantity or text.rstrip().endswith("?")
-                                  or _IMPERATIVE_QUESTION.search(lower) is not None)
-        if asked:
+        quantity = any(_found_at(lower, needle, pattern)
+                       for needle, pattern in _QUANTITY_QUESTION.items())
+        imperative = any(_found_at(lower, verb, pattern) for verb, pattern in _IMPERATIVE.items())
+        question = text.rstrip().endswith("?")
+        numbers = _count_numbers(tokens, enough=3) if quantity or imperative or question else 0
+        if numbers >= 3:
             hit("math", lexicon.word_problem_strong_weight, "word problem", "word_problem")
-        elif quantity:
+        elif numbers == 2 and (quantity or imperative):
             hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
