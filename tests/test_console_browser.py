@@ -134,6 +134,8 @@ def test_signed_out_visitor_cannot_change_anything(page: Page, console):
 
 def choose(page: Page, label: str, option: str) -> None:
     box = page.get_by_label(label, exact=True)  # a Streamlit selectbox is a combobox
+    # when its options change, Streamlit briefly shows the old widget beside the new one
+    expect(box).to_have_count(1, timeout=30_000)
     box.click()
     box.fill(option)  # filters the (virtualised) option list down to the one wanted
     page.get_by_role("option", name=option, exact=True).click()
