@@ -41,8 +41,26 @@ class NotFound(RegistryError):
     pass
 
 
+def iso(moment: datetime) -> str:
+    """UTC, to the second, with a Z: the one timestamp format of the registry's text columns."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
+
+
+def where_clause(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause from ``(sql, value)`` pairs; a pair whose value is None is left out, and
+    a value is bound only where its sql has a ``?``."""
+    clauses, params = ["1 = 1"], []
+    for sql, value in conditions:
+        if value is None:
+            continue
+        clauses.append(sql)
+        if "?" in sql:
+            params.append(value)
+    return " and ".join(clauses), params
 
 
 def served_name(name: str, version: str) -> str:
@@ -198,32 +216,20 @@ class Registry:
     def audit_log(self, *, operator: str | None = None, action: str | None = None,
                   target: str | None = None, since: str | None = None,
                   limit: int = 500) -> list[AuditEntry]:
-        where, params = ["1 = 1"], []
-        for column, value in (("operator", operator), ("action", action)):
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if target:
-            where.append("target like ?")
-            params.append(f"%{target}%")
-        if since:
-            where.append("ts >= ?")
-            params.append(since)
-        rows = self.db.query(f"select * from audit where {' and '.join(where)} "
-                             f"order by id desc limit ?", [*params, limit])
+        clause, params = where_clause(
+            ("operator = ?", operator or None), ("action = ?", action or None),
+            ("target like ?", f"%{target}%" if target else None), ("ts >= ?", since or None))
+        rows = self.db.query(f"select * from audit where {clause} order by id desc limit ?",
+                             [*params, limit])
         return [AuditEntry(**{**row, "details": json.loads(row["details"])}) for row in rows]
 
     # -- reading versions ---------------------------------------------------------------------
 
     def _version_rows(self, name: str | None, include_retired: bool) -> Iterable[dict[str, Any]]:
-        where, params = ["1 = 1"], []
-        if name:
-            where.append("name = ?")
-            params.append(name)
-        if not include_retired:
-            where.append("retired_at is null")
-        return self.db.query(f"select * from adapters where {' and '.join(where)} "
-                             "order by name, lora_int_id", params)
+        clause, params = where_clause(("name = ?", name or None),
+                                      ("retired_at is null", None if include_retired else True))
+        return self.db.query(f"select * from adapters where {clause} order by name, lora_int_id",
+                             params)
 
     def versions(self, name: str | None = None, *, include_retired: bool = True) -> list[AdapterVersion]:
         return [AdapterVersion.from_row(row) for row in self._version_rows(name, include_retired)]
@@ -501,19 +507,13 @@ class Registry:
             "request_count = request_count + ?, success_count = success_count + ?, "
             "last_used = max(coalesce(last_used, ''), ?) where lora_int_id = ?",
             [ema, rate, len(items), sum(o.success for o in items),
-             last.isoformat(timespec="seconds").replace("+00:00", "Z"), adapter_id])
+             iso(last), adapter_id])
 
     def outcomes(self, *, adapter_id: int | None = None, since: float | None = None,
                  limit: int = 1000) -> list[dict[str, Any]]:
-        where, params = ["1 = 1"], []
-        if adapter_id is not None:
-            where.append("adapter_id = ?")
-            params.append(adapter_id)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        return list(self.db.query(f"select * from outcomes where {' and '.join(where)} "
-                                  "order by id desc limit ?", [*params, limit]))
+        clause, params = where_clause(("adapter_id = ?", adapter_id), ("ts >= ?", since))
+        return list(self.db.query(f"select * from outcomes where {clause} order by id desc limit ?",
+                                  [*params, limit]))
 
     # -- aggregates for charts and reviews ------------------------------------------------------
 
@@ -610,15 +610,9 @@ class Registry:
 
     def gaps(self, *, since: float | None = None, reason: str | None = None,
              limit: int = 5000) -> list[dict[str, Any]]:
-        where, params = ["1 = 1"], []
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        if reason:
-            where.append("reason = ?")
-            params.append(reason)
-        rows = self.db.query(f"select * from routing_gaps where {' and '.join(where)} "
-                             "order by id desc limit ?", [*params, limit])
+        clause, params = where_clause(("ts >= ?", since), ("reason = ?", reason or None))
+        rows = self.db.query(f"select * from routing_gaps where {clause} order by id desc limit ?",
+                             [*params, limit])
         return [{**row, "context_refs": json.loads(row["context_refs"]),
                  "extracted_domains": json.loads(row["extracted_domains"])} for row in rows]
 
