@@ -162,20 +162,16 @@ def build_demo_fleet(out: Path, *, adapters: list[DemoAdapter] | None = None,
     model_dir = out / "model"
     base_ref = str(model_dir)
     marker = model_dir / "config.json"
-    if force or not marker.exists():
-        base = build_base_model(model_dir)
-    else:
-        from transformers import Qwen2ForCausalLM
-
-        base = None
-        _load = lambda: Qwen2ForCausalLM.from_pretrained(model_dir)  # noqa: E731
+    base = build_base_model(model_dir) if force or not marker.exists() else None
     written = []
     for spec in adapters or DEMO_ADAPTERS:
         adapter_dir = out / "adapters" / spec.specialist / f"v{spec.version}"
         if not force and (adapter_dir / "adapter_model.safetensors").exists():
             continue
-        if base is None:
-            base = _load()
+        if base is None:  # the model exists; load it only when an adapter is missing
+            from transformers import Qwen2ForCausalLM
+
+            base = Qwen2ForCausalLM.from_pretrained(model_dir)
         build_adapter(base, adapter_dir, spec, base_ref)
         written.append(str(adapter_dir))
     (out / "resolver").mkdir(exist_ok=True)

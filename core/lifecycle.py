@@ -226,14 +226,11 @@ class Operations:
                 if version.served_name in loaded:
                     steps.append(f"{client.url}: {version.served_name} already loaded")
                     continue
-                result = client.load_adapter(version.served_name, version.path)
+                result = self._load(client, version)
             except AdapterAlreadyLoaded:
                 steps.append(f"{client.url}: {version.served_name} already loaded")
                 continue
             except VLLMError as exc:
-                self.registry.record_load(server=client.url, served=version.served_name,
-                                          action="load", ok=False, latency_ms=None,
-                                          error=exc.message, adapter_id=version.lora_int_id)
                 for undo_client, name in done:
                     try:
                         undo_client.unload_adapter(name)
@@ -242,11 +239,25 @@ class Operations:
                         steps.append(f"{undo_client.url}: could not unload {name} again")
                 raise RegistryError(f"refused: {version.served_name} could not be loaded on "
                                     f"{client.url}: {exc.message}. Nothing was changed.") from exc
-            self.registry.record_load(server=client.url, served=version.served_name, action="load",
-                                      ok=True, latency_ms=result.latency_ms,
-                                      adapter_id=version.lora_int_id)
             done.append((client, version.served_name))
             steps.append(f"{client.url}: loaded {version.served_name} in {result.latency_ms:.0f} ms")
+
+    def _load(self, client: Any, version: AdapterVersion) -> Any:
+        """Load one version on one server and record the call (adapter_load_latency_ms); an
+        "already loaded" answer is no load and is not recorded."""
+        try:
+            result = client.load_adapter(version.served_name, version.path)
+        except AdapterAlreadyLoaded:
+            raise
+        except VLLMError as exc:
+            self.registry.record_load(server=client.url, served=version.served_name, action="load",
+                                      ok=False, latency_ms=None, error=exc.message,
+                                      adapter_id=version.lora_int_id)
+            raise
+        self.registry.record_load(server=client.url, served=version.served_name, action="load",
+                                  ok=True, latency_ms=result.latency_ms,
+                                  adapter_id=version.lora_int_id)
+        return result
 
     def _report(self, action: str, target: str) -> OperationReport:
         report = OperationReport(action=action, target=target, registry_only=not self.has_servers)
@@ -369,20 +380,13 @@ class Operations:
                 continue
             client = self.fleet.client(drift.server)
             for name in drift.missing:
-                version = live[name]
                 try:
-                    result = client.load_adapter(name, version.path)
+                    self._load(client, live[name])
                 except AdapterAlreadyLoaded:
                     continue
                 except VLLMError as exc:
                     report.failed[name] = exc.message
-                    self.registry.record_load(server=client.url, served=name, action="load",
-                                              ok=False, latency_ms=None, error=exc.message,
-                                              adapter_id=version.lora_int_id)
                     continue
-                self.registry.record_load(server=client.url, served=name, action="load", ok=True,
-                                          latency_ms=result.latency_ms,
-                                          adapter_id=version.lora_int_id)
                 report.loaded.append(name)
             if prune:
                 for name in drift.stale:

@@ -193,7 +193,7 @@ class Monitor:
         since = now - self.settings.window_seconds
         out: list[Condition] = []
         min_requests = thresholds.get("min_requests", 20)
-        summary = [row for row in self.registry.summary(since=since, until=now + 1)]
+        summary = self.registry.summary(since=since, until=now + 1)
         total = sum(row["requests"] for row in summary)
         for row in summary:
             if row["adapter_id"] is None:
