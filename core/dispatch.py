@@ -100,7 +100,7 @@ class Dispatcher:
         if decision.fallback_reason is not None:
             # The spec's routing gap: no specialist for this task.
             self.registry.record_gap(task.objective, reason=decision.fallback_reason,
-                                     extracted_domains=decision.extraction.scores,
+                                     extracted_domains=list(decision.extraction.scores),
                                      context_refs=task.context_refs, task_id=task.id)
         result.outcome_id = self.registry.record_outcome(Outcome(
             adapter_id=decision.lora_int_id if by_adapter else None,
