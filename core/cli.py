@@ -478,8 +478,9 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
             decision = router.route(task)
             out = decision.line()
         if explain:
-            out["evidence"] = [e.model_dump() for e in decision.extraction.evidence]
-            out["candidates"] = [c.model_dump() for c in decision.candidates]
+            explained = decision.explain()
+            out["evidence"] = explained["extraction"]["evidence"]
+            out["candidates"] = explained["candidates"]
             out["domain_scores"] = decision.extraction.scores
         click.echo(json.dumps(out))
     if registry is not None:

@@ -19,6 +19,7 @@ and a deterministic tie-break. A canary gets its share of tasks by a hash of the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 
 from dataclasses import asdict, dataclass, field
 
+import ahocorasick_rs
 from pydantic import BaseModel, Field
 
 DOMAINS = ("python", "cuda", "math", "systems", "web", "data", "devops", "docs")
@@ -39,50 +41,65 @@ NO_ACTIVE_ADAPTER = "no_active_adapter"
 ADAPTER_NOT_ON_SERVER = "adapter_not_on_server"
 
 # Tokens are runs of letters, digits and _ # @ +: "c++", "#include", "__global__" stay whole and
-# "use-after-free" is three tokens, matched as a phrase. Keeping the pattern this simple makes
-# tokenising 2 KB cost about 15 us.
-_TOKEN = re.compile(r"[a-z0-9_#@+]+")  # for keywords; tasks use the same rule via _SPACES
+# "use-after-free" is three tokens, matched as a phrase. Non-ASCII letters belong to tokens too.
+_TOKEN = re.compile(r"[a-z0-9_#@+]+")  # for keywords; tasks use the same rule via _separate
 _TOKEN_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_#@+")
-# str.translate + split runs in C: four times faster than a regex over 2 KB.
-_SPACES = str.maketrans({c: " " for c in map(chr, range(128)) if c not in _TOKEN_CHARS}
-                        | {c: " " for c in "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0"})
-_EXTENSION = re.compile(r"\.([a-z][a-z0-9_+]*)\b")
-_FILE_NAME_TAIL = re.compile(r"[\w\-./]+$")
+# The scan works on the UTF-8 bytes: bytes.lower and bytes.translate cost ~1 us each for 2 KB
+# whatever the text holds, while str.lower and str.translate leave their ASCII fast paths for a
+# text with one "λ" in it (150 us for 2 KB). No keyword has a non-ASCII letter, so lowering
+# ASCII only loses nothing. Every non-token ASCII byte becomes a space.
+_SEPARATORS = bytes(b if b >= 128 or chr(b) in _TOKEN_CHARS else 32 for b in range(256))
+_UNICODE_SEPARATORS = re.compile("|".join(
+    "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0").encode())
+
+
+def _separate(text: str) -> tuple[bytes, bytes]:
+    """The text lowered, and the same with every non-token character turned into a space and
+    padded with one space on each side: a token is then exactly what lies between spaces."""
+    lower = text.encode().lower()
+    if not text.isascii():
+        lower = _UNICODE_SEPARATORS.sub(b" ", lower)
+    return lower, b" " + lower.translate(_SEPARATORS) + b" "
+
+
+_EXTENSION = re.compile(rb"\.([a-z][a-z0-9_+]*)\b")
+_FILE_NAME_HEAD = re.compile(rb"[\w\-./]*")
 _NUMBER_WORDS = frozenset("""one two three four five six seven eight nine ten eleven twelve
 twenty thirty forty fifty hundred thousand dozen half twice double triple""".split())
 # A quantity question, matched at each "how "/"what "/"in dollars" of the text.
 _QUANTITY_QUESTION = {
-    "how ": re.compile(r"how (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|"
-                       r"large|short|soon)\b"),
-    "what ": re.compile(r"what (percent(age)?\b|(is|was|are|were|will be|would be) (the|his|her|"
-                        r"their|its) (total|sum|average|cost|price|number|percentage|probability|"
-                        r"area|value|difference|ratio|profit|speed|age|weight|height|length|"
-                        r"distance)\b)"),
-    "in dollars": None,
+    b"how ": re.compile(rb"how (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|"
+                        rb"large|short|soon)\b"),
+    b"what ": re.compile(rb"what (percent(age)?\b|(is|was|are|were|will be|would be) (the|his|her|"
+                         rb"their|its) (total|sum|average|cost|price|number|percentage|probability|"
+                         rb"area|value|difference|ratio|profit|speed|age|weight|height|length|"
+                         rb"distance)\b)"),
+    b"in dollars": None,
 }
+_DIGIT_START = re.compile(rb" [0-9]")  # one pass; ten str.count(" 7") took 23 us over 2 KB
 
 
-def _count_numbers(tokens: list[str], enough: int = 2) -> int:
-    count = len(_NUMBER_WORDS.intersection(tokens))
-    for token in tokens:
-        if count >= enough:
-            break
-        if token[0].isdigit():
-            count += 1
-    return count
+def _count_numbers(separated: bytes, number_words: int) -> int:
+    """Tokens that start with a digit plus the number words the scan found."""
+    return number_words + len(_DIGIT_START.findall(separated))
 
 
-def _found_at(text: str, needle: str, pattern: re.Pattern[str] | None) -> bool:
-    """``pattern`` matches at some occurrence of ``needle`` (a literal) in ``text``."""
+def _found_at(text: Any, needle: Any, pattern: re.Pattern | None) -> bool:
+    """``pattern`` matches at some occurrence of ``needle`` (a literal) in ``text`` (str or
+    bytes, as the pattern)."""
     at = text.find(needle)
     while at != -1:
         if pattern is None or pattern.match(text, at):
             return True
         at = text.find(needle, at + 1)
     return False
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[\w.-]+(?:/[\w.*-]+)+")
+
+
+# Matched only at a "/" found with str.find: a leading look-behind would defeat re's literal
+# prefix search and cost ~40 us over 2 KB.
+_ABSOLUTE_PATH = re.compile(r"/(?<![\w.]/)[\w.-]+(?:/[\w.*-]+)+")
 # An imperative one-liner about files, as people ask a shell for (nl2bash-style tasks).
-_SHELL_VERBS = frozenset("""find print display list search delete remove count copy move rename
+_SHELL_VERBS = frozenset(b"""find print display list search delete remove count copy move rename
 compress archive extract split sort replace show view save change set create make recursively
 locate grep get change calculate""".split())
 _FILE_OBJECTS = frozenset("""file files directory directories folder folders lines line
@@ -111,10 +128,18 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.
-_IMPERATIVE = {verb: re.compile(verb + r"\s+(the|how|what|her|his|their|its)\b")
-               for verb in ("calculate", "find", "determine", "compute", "work out")}
+_IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
+               for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
 _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
+# Words the scan reports besides keywords: each gates a check that would otherwise cost a pass
+# over the text. "#" marks a number word.
+_FLAG_TOKENS: dict[str, Any] = (
+    {token: token for token in _CODE_TOKENS}
+    | {token: "file_object" for token in _FILE_OBJECTS}
+    | {token: "#" for token in _NUMBER_WORDS}
+    | {"how": b"how ", "what": b"what ", "in dollars": b"in dollars"}
+    | {verb.decode(): verb for verb in _IMPERATIVE})
 
 
 # The decision's parts are slotted dataclasses, not pydantic models: routing builds dozens of
@@ -206,11 +231,8 @@ class Lexicon:
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
-        self.words: dict[str, list[tuple[str, float]]] = {}
-        # first token -> [(" the phrase ", domain, weight)]: tested as a substring of the task's
-        # space-joined tokens, in C.
-        self.phrases: dict[str, list[tuple[str, str, float]]] = {}
-        self.prefixes: dict[str, list[tuple[str, float]]] = {}
+        # padded needle -> [label, ((domain, weight), ...), needs a longer token, flag]
+        self._needles: dict[str, list[Any]] = {}
         self.files: dict[str, list[tuple[str, float]]] = {}
         self.folders: dict[str, list[tuple[str, float]]] = {}
         self.multi_folders: list[tuple[str, str, float]] = []
@@ -230,19 +252,37 @@ class Lexicon:
                         self.folders.setdefault(pattern.strip("/"), []).append((domain, float(weight)))
                 else:
                     self.files.setdefault(pattern, []).append((domain, float(weight)))
-        self.prefix_tuple = tuple(self.prefixes)
-        self.phrase_starts = frozenset(self.phrases)
-        self.word_keys = frozenset(self.words)
+        for token, flag in _FLAG_TOKENS.items():
+            self._needle(" " + token + " ", token)[3] = flag
+        # One Aho-Corasick pass over the separated text finds every keyword, phrase, prefix and
+        # flag word in C; the needles carry their spaces, so only whole tokens match ("ts" is not
+        # found inside "tests", "spython" is not python). The DFA scans 2 KB in ~5 us.
+        self.payloads = [(label, tuple(hits), needs_longer, flag)
+                         for label, hits, needs_longer, flag in self._needles.values()]
+        self.automaton = ahocorasick_rs.BytesAhoCorasick(
+            [needle.encode() for needle in self._needles],
+            implementation=ahocorasick_rs.Implementation.DFA)
+
+    def _needle(self, needle: str, label: str) -> list[Any]:
+        return self._needles.setdefault(needle, [label, [], False, None])
 
     def _add_keyword(self, keyword: str, domain: str, weight: float) -> None:
         if keyword.endswith("*"):
-            self.prefixes.setdefault(keyword[:-1], []).append((domain, weight))
+            if _TOKEN.findall(keyword[:-1]) != [keyword[:-1]]:
+                raise ValueError(f"router lexicon: prefix {keyword!r} must be one token")
+            payload = self._needle(" " + keyword[:-1], keyword)
+            payload[1].append((domain, weight))
+            payload[2] = True
             return
-        tokens = tuple(_TOKEN.findall(keyword))
-        if len(tokens) == 1 and tokens[0] == keyword:
-            self.words.setdefault(keyword, []).append((domain, weight))
-        elif tokens:
-            self.phrases.setdefault(tokens[0], []).append((" " + " ".join(tokens) + " ", domain, weight))
+        tokens = _TOKEN.findall(keyword)
+        if not tokens:
+            raise ValueError(f"router lexicon: keyword {keyword!r} has no letters or digits")
+        # The words of a phrase may be apart by one or two separators ("use-after-free",
+        # "std::thread", "df -h", "kernel, launch"), not more.
+        label = " ".join(tokens)
+        for gaps in itertools.product((" ", "  "), repeat=len(tokens) - 1):
+            needle = " " + "".join(t + g for t, g in zip(tokens, gaps)) + tokens[-1] + " "
+            self._needle(needle, label)[1].append((domain, weight))
 
     @classmethod
     def load(cls, path: Path | None = None) -> Lexicon:
@@ -254,58 +294,60 @@ class Lexicon:
 # Tiers 1 and 2
 
 
+_NAMED_STEMS = frozenset(("dockerfile", "makefile", "jenkinsfile", "readme", "vagrantfile", "procfile"))
+
+
 def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
     """(domain, weight, what matched) for one path, its strongest match per domain."""
     path = ref.strip().lower().replace("\\", "/")
-    if not path:
-        return []
     is_folder = path.endswith("/")
     parts = [p for p in path.split("/") if p]
     if not parts:
         return []
-    name = "" if is_folder else parts[-1]
-    folders = parts if is_folder else parts[:-1]
+    # (label, hits) in order: the name, its stem for Dockerfile.dev and the like, its extension,
+    # then every folder.
+    offers: list[tuple[str, list[tuple[str, float]] | None]] = []
+    if not is_folder:
+        name = parts.pop()
+        offers.append((name, lexicon.files.get(name)))
+        stem, dot, _ = name.partition(".")
+        if dot:
+            if stem in _NAMED_STEMS:
+                offers.append((stem, lexicon.files.get(stem)))
+            extension = name[name.rindex("."):]
+            offers.append((extension, lexicon.files.get(extension)))
+    offers += [(folder + "/", lexicon.folders.get(folder)) for folder in parts]
     best: dict[str, tuple[float, str]] = {}
-
-    def offer(hits: list[tuple[str, float]] | None, label: str) -> None:
+    for label, hits in offers:
         for domain, weight in hits or ():
-            if weight > best.get(domain, (0.0, ""))[0]:
+            if domain not in best or weight > best[domain][0]:
                 best[domain] = (weight, label)
-
-    if name:
-        offer(lexicon.files.get(name), name)
-        stem = name.split(".", 1)[0]
-        if stem in ("dockerfile", "makefile", "jenkinsfile", "readme", "vagrantfile", "procfile"):
-            offer(lexicon.files.get(stem), stem)
-        if "." in name:
-            offer(lexicon.files.get(name[name.rindex("."):]), name[name.rindex("."):])
-    for folder in folders:
-        offer(lexicon.folders.get(folder), folder + "/")
     if lexicon.multi_folders:
-        slashed = "/" + path if not path.startswith("/") else path
+        slashed = ("" if path.startswith("/") else "/") + path + ("" if is_folder else "/")
         for pattern, domain, weight in lexicon.multi_folders:
-            if "/" + pattern in slashed + ("" if is_folder else "/"):
-                if weight > best.get(domain, (0.0, ""))[0]:
-                    best[domain] = (weight, pattern)
+            if "/" + pattern in slashed and (domain not in best or weight > best[domain][0]):
+                best[domain] = (weight, pattern)
     return [(domain, weight, label) for domain, (weight, label) in best.items()]
 
 
-def _file_names_in(lower: str, lexicon: Lexicon) -> set[str]:
+def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     """File names with a known extension mentioned in the text ("simple_yolo.cu")."""
     names = set()
     for match in _EXTENSION.finditer(lower):
-        if "." + match.group(1) in lexicon.files:
-            head = _FILE_NAME_TAIL.search(lower, max(0, match.start() - 120), match.start())
-            if head and head.group(0).strip("./"):
-                names.add(head.group(0).lstrip("/") + match.group(0))
+        if "." + match.group(1).decode() in lexicon.files:
+            # The name's head, read backwards from the dot: a forward search for "[\w./-]+$"
+            # retries at every offset and cost ~18 us per name.
+            start = match.start()
+            head = _FILE_NAME_HEAD.match(lower[max(0, start - 120):start][::-1]).group(0)[::-1]
+            if head.strip(b"./"):
+                names.add((head.lstrip(b"/") + match.group(0)).decode())
     return names
 
 
 def extract(task: Task, lexicon: Lexicon) -> Extraction:
     """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
     text = task.objective
-    lower = text.lower()
-    tokens = lower.translate(_SPACES).split()
+    lower, separated = _separate(text)
     evidence: list[Evidence] = []
     seen: set[tuple[str, str]] = set()
 
@@ -315,38 +357,38 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         seen.add((domain, match))
         evidence.append(Evidence(tier=tier, domain=domain, kind=kind, match=match, weight=weight))
 
-    # Tier 1: words (compound tokens also count by their parts), prefixes, phrases.
-    # (Each step below is shaped for speed: set operations and substring tests run in C, so a
-    # 2 KB task is routed in tens of microseconds.)
-    # frozenset.intersection(list) looks each token up in C without building a set of them all.
-    for token in lexicon.word_keys.intersection(tokens):
-        for domain, weight in lexicon.words[token]:
-            hit(domain, weight, token, "keyword")
-    if lexicon.prefix_tuple and any(map(lower.__contains__, lexicon.prefix_tuple)):
-        for token in {t for t in tokens if t.startswith(lexicon.prefix_tuple)}:
-            for prefix, hits in lexicon.prefixes.items():
-                if token.startswith(prefix) and token != prefix:
-                    for domain, weight in hits:
-                        hit(domain, weight, prefix + "*", "keyword")
-    starts = lexicon.phrase_starts.intersection(tokens)
-    if starts:
-        joined = " " + " ".join(tokens) + " "
-        for start in starts:
-            for phrase, domain, weight in lexicon.phrases[start]:
-                if phrase in joined:
-                    hit(domain, weight, phrase.strip(), "keyword")
+    # Tier 1: keywords, phrases, prefixes and flag words, in one pass (see Lexicon).
+    flags: set[Any] = set()
+    number_words = 0
+    payloads = lexicon.payloads
+    done: set[int] = set()  # a keyword counts once, however often it occurs
+    for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
+        if index in done:
+            continue
+        label, hits, needs_longer, flag = payloads[index]
+        if needs_longer and separated[end] == 32:
+            continue  # "cuda*" wants a longer token than "cuda"
+        if flag == "#":
+            number_words += 1  # numbers count every time
+        else:
+            done.add(index)
+            if flag:
+                flags.add(flag)
+        for domain, weight in hits:
+            hit(domain, weight, label, "keyword")
 
     # Tier 1: the shape of code in the task names its language. Each pattern runs only when
     # the literal it needs is present.
     has_code = False
-    code_tokens = _CODE_TOKENS.intersection(tokens)
+    coded: set[str] = set()
     for domain, needle, token, pattern in _CODE_SHAPES:
-        if (token is None or token in code_tokens) and (domain, f"{domain} code") not in seen \
+        if (token is None or token in flags) and domain not in coded \
                 and _found_at(text, needle, pattern):
             has_code = True
+            coded.add(domain)
             if domain == "systems" and "__global__" in text:
                 continue  # CUDA C++: the kernel, not the C++, names the specialist
-            hit(domain, lexicon.code_shape_weight, f"{domain} code", "code")
+            hit(domain, lexicon.code_shape_weight, domain + " code", "code")
 
     # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
     if "^" in text and _found_at(text, "^", _POWER):
@@ -356,20 +398,22 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # two numbers; or three or more numbers and any question or "calculate/find the ...". Three
     # numbers and a question are strong evidence: stronger than a recipe or a family member.
     if not has_code and not task.context_refs:
-        quantity = any(_found_at(lower, needle, pattern)
+        quantity = any(needle in flags and _found_at(lower, needle, pattern)
                        for needle, pattern in _QUANTITY_QUESTION.items())
-        imperative = any(_found_at(lower, verb, pattern) for verb, pattern in _IMPERATIVE.items())
+        imperative = any(verb in flags and _found_at(lower, verb, pattern)
+                         for verb, pattern in _IMPERATIVE.items())
         question = text.rstrip().endswith("?")
-        numbers = _count_numbers(tokens, enough=3) if quantity or imperative or question else 0
+        numbers = _count_numbers(separated, number_words) if quantity or imperative or question else 0
         if numbers >= 3:
             hit("math", lexicon.word_problem_strong_weight, "word problem", "word_problem")
         elif numbers == 2 and (quantity or imperative):
             hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
-    text_files = _file_names_in(lower, lexicon) if "." in lower else set()
-    if not has_code and tokens and tokens[0] in _SHELL_VERBS and (
-            _FILE_OBJECTS.intersection(tokens) or text_files or _ABSOLUTE_PATH.search(text)):
+    text_files = _file_names_in(lower, lexicon) if b"." in lower else set()
+    words = separated.split(None, 1)
+    if not has_code and words and words[0] in _SHELL_VERBS and (
+            "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)):
         hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
@@ -670,7 +714,7 @@ def gap_terms(objectives: Iterable[str], top: int = 20) -> list[tuple[str, int]]
     specialist, or a new keyword, would cover."""
     counts: dict[str, int] = {}
     for text in objectives:
-        for token in set(text.lower().translate(_SPACES).split()):
+        for token in set(_separate(text)[1].decode().split()):
             if len(token) > 2 and token not in _STOPWORDS and not token[0].isdigit():
                 counts[token] = counts.get(token, 0) + 1
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]

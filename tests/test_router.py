@@ -129,6 +129,25 @@ def test_decision_is_explainable(seed_router):
     assert best.score == pytest.approx(sum(best.parts.values()), abs=1e-3)
 
 
+def test_route_cli_explains_each_decision():
+    from click.testing import CliRunner
+
+    from core.cli import main
+
+    tasks = "\n".join(json.dumps(t) for t in (
+        {"id": "a", "objective": "Fix the flaky pytest fixture", "context_refs": ["tests/conftest.py"]},
+        {"id": "b", "objective": "Plan a birthday party for my sister"}))
+    result = CliRunner().invoke(main, ["route", "--fleet", "seed", "--no-embeddings", "--explain"],
+                                input=tasks)
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.output.splitlines())
+    assert first["specialist"] == "python-lora"
+    assert {"domain": "python", "match": "pytest", "kind": "keyword"}.items() \
+        <= next(e for e in first["evidence"] if e["match"] == "pytest").items()
+    assert first["candidates"][0]["parts"].keys() == {"success", "volume", "match"}
+    assert second["specialist"] is None and second["candidates"] == []
+
+
 def test_cold_start_smoothing():
     w = ScoringWeights()
     assert smoothed_success(0, 0, w) == pytest.approx(0.8)
