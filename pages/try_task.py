@@ -75,12 +75,13 @@ with single:
                     f"{d} {s:.2f}" for d, s in sorted(ex.similarities.items(), key=lambda kv: -kv[1])))
         with right:
             st.markdown("**Domain scores**")
-            st.caption(", ".join(f"{d} {s}" for d, s in ex.scores.items()) or "none"
+            st.caption((", ".join(f"{d} {s}" for d, s in ex.scores.items()) or "none")
                        + (f"; non-technical evidence {ex.null_score}" if ex.null_score else ""))
             st.markdown("**Candidates** (score = success + volume + match)")
             if decision.candidates:
                 st.dataframe(pd.DataFrame([{"specialist": c.specialist, "version": c.version,
-                                            "canary": c.canary, "score": round(c.score, 4), **c.parts}
+                                            "canary": c.canary, "score": round(c.score, 4),
+                                            **{k: round(v, 4) for k, v in c.parts.items()}}
                                            for c in decision.candidates]), hide_index=True,
                              width="stretch")
             else:

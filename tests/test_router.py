@@ -60,6 +60,25 @@ def test_phrases_and_compound_tokens(lexicon):
     assert domains("Prove it by induction", lexicon) == ["math"]
 
 
+def test_phrase_words_may_be_one_or_two_separators_apart(lexicon):
+    matched = lambda text: {e.match for e in extract(Task(objective=text), lexicon).evidence}
+    assert "std thread" in matched("Join every std::thread before exit")
+    assert "df h" in matched("Show free disk space with df -h")
+    assert "use after free" not in matched("use --- after --- free")  # three apart: not the phrase
+
+
+def test_prefix_keyword_wants_a_longer_token(lexicon):
+    matched = lambda text: {e.match for e in extract(Task(objective=text), lexicon).evidence}
+    assert "cuda*" in matched("call cudaDeviceSynchronize after the launch")
+    assert "cuda*" not in matched("install cuda 12")  # the word alone is the keyword, not the prefix
+
+
+def test_non_ascii_text_and_typographic_quotes(lexicon):
+    assert domains("Fix the \u201cpytest\u201d fixture \u2014 it fails", lexicon) == ["python"]
+    assert domains("Réduire le terme λx. x x du lambda-calculus", lexicon) == ["math"]
+    assert domains("Le café de Pythonville", lexicon) == []
+
+
 def test_file_extensions_names_and_folders(lexicon):
     assert domains("Fix it", lexicon, ["src/kernel.cu"]) == ["cuda"]
     assert domains("Update this", lexicon, ["Dockerfile"]) == ["devops"]
