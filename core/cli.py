@@ -412,14 +412,14 @@ def sync(ctx, prune, as_json) -> None:
 # hi-moe route
 
 
-def load_embedder(enabled: bool):
+def load_embedder(enabled: bool, settings: Settings):
     """Tier 3 if asked for and installed; a warning (not a failure) when it is not installed."""
     if not enabled:
         return None
     from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
 
     try:
-        return DomainEmbedder.load()
+        return DomainEmbedder.load(settings.home / "models")
     except EmbeddingsUnavailable as exc:
         click.echo(f"warning: {exc.message}; routing with tiers 1-2 only", err=True)
         return None
@@ -449,7 +449,7 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
         raise click.UsageError("--run dispatches through the registry's versions; drop --fleet")
     registry = None if fleet else Registry.from_settings(settings)
     table = RoutingTable.seed() if fleet else RoutingTable.from_registry(registry)
-    router = Router(table, embedder=load_embedder(not no_embeddings), embedding_threshold=threshold)
+    router = Router(table, embedder=load_embedder(not no_embeddings, settings), embedding_threshold=threshold)
     dispatcher = None
     if run:
         from core.dispatch import Dispatcher
