@@ -246,6 +246,8 @@ class Lexicon:
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         # padded needle -> [label, ((domain, weight), ...), needs a longer token, flag]
         self._needles: dict[str, list[Any]] = {}
+        # "^document": the task's first word (an imperative names the deliverable)
+        self.leading: dict[bytes, list[tuple[str, float, str]]] = {}
         self.files: dict[str, list[tuple[str, float]]] = {}
         self.folders: dict[str, list[tuple[str, float]]] = {}
         self.multi_folders: list[tuple[str, str, float]] = []
@@ -280,6 +282,11 @@ class Lexicon:
         return self._needles.setdefault(needle, [label, [], False, None])
 
     def _add_keyword(self, keyword: str, domain: str, weight: float) -> None:
+        if keyword.startswith("^"):
+            if _TOKEN.findall(keyword[1:]) != [keyword[1:]]:
+                raise ValueError(f"router lexicon: leading word {keyword!r} must be one token")
+            self.leading.setdefault(keyword[1:].encode(), []).append((domain, weight, keyword))
+            return
         if keyword.endswith("*"):
             if _TOKEN.findall(keyword[:-1]) != [keyword[:-1]]:
                 raise ValueError(f"router lexicon: prefix {keyword!r} must be one token")
@@ -329,17 +336,25 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
                 offers.append((stem, lexicon.files.get(stem)))
             extension = name[name.rindex("."):]
             offers.append((extension, lexicon.files.get(extension)))
-    offers += [(folder + "/", lexicon.folders.get(folder)) for folder in parts]
     best: dict[str, tuple[float, str]] = {}
     for label, hits in offers:
         for domain, weight in hits or ():
             if domain not in best or weight > best[domain][0]:
                 best[domain] = (weight, label)
+    # The file is what the task changes; its folders only say where it lives. When the name
+    # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs).
+    named = set(best)
+    folder_hits = [(folder + "/", domain, weight) for folder in parts
+                   for domain, weight in lexicon.folders.get(folder, ())]
     if lexicon.multi_folders:
         slashed = ("" if path.startswith("/") else "/") + path + ("" if is_folder else "/")
-        for pattern, domain, weight in lexicon.multi_folders:
-            if "/" + pattern in slashed and (domain not in best or weight > best[domain][0]):
-                best[domain] = (weight, pattern)
+        folder_hits += [(pattern, domain, weight) for pattern, domain, weight in lexicon.multi_folders
+                        if "/" + pattern in slashed]
+    for label, domain, weight in folder_hits:
+        if named and domain not in named:
+            weight /= 2
+        if domain not in best or weight > best[domain][0]:
+            best[domain] = (weight, label)
     return [(domain, weight, label) for domain, (weight, label) in best.items()]
 
 
@@ -428,6 +443,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
     text_files = _file_names_in(lower, lexicon) if b"." in lower else set()
     words = separated.split(None, 1)
+    for domain, weight, label in lexicon.leading.get(words[0], ()) if words else ():
+        hit(domain, weight, label, "keyword")
     if not has_code and words and words[0] in _SHELL_VERBS and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)):
         hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")

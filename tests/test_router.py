@@ -79,6 +79,21 @@ def test_non_ascii_text_and_typographic_quotes(lexicon):
     assert domains("Le café de Pythonville", lexicon) == []
 
 
+def test_leading_word_and_file_name_name_the_deliverable(lexicon):
+    # "Document ..." and a README in a charts/ folder: the docs, not the Helm chart
+    task = "Document the environment variables of the Helm chart in the README table."
+    assert domains(task, lexicon, ["charts/api/README.md"])[0] == "docs"
+    ex = extract(Task(objective=task, context_refs=["charts/api/README.md"]), lexicon)
+    assert ("docs", "^document") in {(e.domain, e.match) for e in ex.evidence}
+    # a name of no domain: the folder counts whole
+    assert extract(Task(objective="Fix it", context_refs=["charts/api/NOTES.txt"]), lexicon).scores == {"devops": 2.5}
+
+
+def test_negative_weight_takes_evidence_back(lexicon):
+    assert domains("Explain the CAP theorem with an example.", lexicon) == []
+    assert domains("Prove the theorem for every n.", lexicon) == ["math"]
+
+
 def test_file_extensions_names_and_folders(lexicon):
     assert domains("Fix it", lexicon, ["src/kernel.cu"]) == ["cuda"]
     assert domains("Update this", lexicon, ["Dockerfile"]) == ["devops"]
