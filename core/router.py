@@ -72,7 +72,7 @@ _QUANTITY_QUESTION = {
     b"how ": re.compile(rb"how (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|"
                         rb"large|short|soon)\b"),
     b"what ": re.compile(rb"what (percent(age)?\b|(is|was|are|were|will be|would be) (the|his|her|"
-                         rb"their|its) (total|sum|average|cost|price|number|percentage|probability|"
+                         rb"their|its) ([a-z]+ )?(total|sum|average|cost|price|number|percentage|probability|"
                          rb"area|value|difference|ratio|profit|speed|age|weight|height|length|"
                          rb"distance)\b)"),
     b"in dollars": None,
@@ -105,6 +105,10 @@ compress archive extract split sort replace show view save change set create mak
 locate grep get change calculate""".split())
 _FILE_OBJECTS = frozenset("""file files directory directories folder folders lines line
 filename filenames path paths subdirectories subdirectory""".split())
+_C_SIGNATURE = re.compile(
+    r"\n(?:(?:static|inline|extern|const|unsigned|signed)\s+)*"
+    r"(?:struct\s+\w+|void|int|char|double|float|long|short|unsigned|signed|size_t|bool|u?int\d+_t)"
+    r"\b(?:\s+(?:int|long|char|const))*[\s*]*\w+\s*\([^)\n]*\)\s*\{")
 # Code shapes that name a language: (domain, literal, pattern matched AT the literal). Anchoring
 # every pattern at a literal found with str.find keeps a 2 KB task from costing a regex scan per
 # pattern.
@@ -120,6 +124,11 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("systems", "std::", "std", re.compile(r"std::\w")),
     ("systems", "int main", "main", re.compile(r"int\s+main\s*\(")),
     ("systems", "fn ", "fn", re.compile(r"fn\s+\w+\s*\([^)\n]*\)\s*(->|\{)")),
+    # a C function definition at the start of a line (Java and C# methods sit in a class, Go
+    # and Rust say func/fn); each leading word is its own literal
+    *[("systems", f"\n{word} ", word, _C_SIGNATURE) for word in (
+        "void", "int", "char", "double", "float", "long", "short", "unsigned", "signed",
+        "static", "const", "struct", "size_t", "bool", "inline", "extern")],
     # the colon must end the line: Scala's `def f(n : Long) : Long = {` is not Python
     ("python", "def ", "def", re.compile(r"(?<![^\n\s])def\s+\w+\s*\([^\n]*\)\s*(->[^\n:]+)?:[ \t]*(#[^\n]*)?(\n|$)")),
     # at the start of a line: the literal includes the newline (the text is searched with one
@@ -267,6 +276,13 @@ class Lexicon:
                         self.folders.setdefault(pattern.strip("/"), []).append((domain, float(weight)))
                 else:
                     self.files.setdefault(pattern, []).append((domain, float(weight)))
+        # "load balancers" is evidence as much as "load balancer": every word or phrase also
+        # matches with its last word in the plural, as the same keyword, unless listed itself.
+        for needle, (label, hits, needs_longer, _) in list(self._needles.items()):
+            plural = _plural(needle[:-1].rsplit(" ", 1)[-1]) if not needs_longer else None
+            if plural:
+                head = needle[:-1].rsplit(" ", 1)[0]
+                self._needles.setdefault(f"{head} {plural} ", [label, hits, False, None])
         for token, flag in _FLAG_TOKENS.items():
             self._needle(" " + token + " ", token)[3] = flag
         # One Aho-Corasick pass over the separated text finds every keyword, phrase, prefix and
@@ -308,6 +324,18 @@ class Lexicon:
     def load(cls, path: Path | None = None) -> Lexicon:
         with open(path or LEXICON_FILE, "rb") as handle:
             return cls(tomllib.load(handle))
+
+
+def _plural(word: str) -> str | None:
+    """The regular English plural of a keyword's last word, or None where guessing would be
+    wrong or pointless (short tokens, numbers, symbols)."""
+    if len(word) < 3 or not word.isalpha():
+        return None
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,6 +121,10 @@ def test_code_shapes(lexicon):
     kernel = "Finish:\n__global__ void relu(double *x, size_t n) {"
     assert domains(kernel, lexicon) == ["cuda"]
     assert domains("Complete:\ndef add(a, b):\n", lexicon) == ["python"]
+    assert domains("// Count set bits.\nint popcount(unsigned int x) {", lexicon) == ["systems"]
+    assert domains("static inline struct node *make_node(int v) {", lexicon) == ["systems"]
+    # a Java method (in a class, with modifiers) is not C
+    assert domains("class A {\n    public static int countVowels(String s) {", lexicon) == []
 
 
 def test_word_problem_is_math(lexicon):
