@@ -71,7 +71,7 @@ twenty thirty forty fifty hundred thousand dozen half twice double triple""".spl
 _QUANTITY_QUESTION = {
     b"how ": re.compile(rb"how (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|"
                         rb"large|short|soon)\b"),
-    b"what ": re.compile(rb"what (percent(age)?\b|(is|was|are|were|will be|would be) (the|his|her|"
+    b"what ": re.compile(rb"what (percent(age)?\b|fraction\b|proportion\b|share\b|(is|was|are|were|will be|would be) (the|his|her|"
                          rb"their|its) ([a-z]+ )?(total|sum|average|cost|price|number|percentage|probability|"
                          rb"area|value|difference|ratio|profit|speed|age|weight|height|length|"
                          rb"distance|dimensions|perimeter|volume|radius|width|rate|interest|"
@@ -103,9 +103,24 @@ _ABSOLUTE_PATH = re.compile(r"/(?<![\w.]/)[\w.-]+(?:/[\w.*-]+)+")
 # An imperative one-liner about files, as people ask a shell for (nl2bash-style tasks).
 _SHELL_VERBS = frozenset(b"""find print display list search delete remove count copy move rename
 compress archive extract split sort replace show view save change set create make recursively
-locate grep get change calculate""".split())
+locate grep get change calculate kill check monitor mount unmount download report output ping
+append prepend truncate run execute schedule page open start stop restart echo add export install
+uninstall upgrade enable disable convert""".split())
 _FILE_OBJECTS = frozenset("""file files directory directories folder folders lines line
 filename filenames path paths subdirectories subdirectory""".split())
+# What else a one-line shell request is about: the machine's own state. Only in a short task
+# ("Print the number of CPUs available"); a long one that opens with "Show" is something else.
+_SYSTEM_OBJECTS = frozenset([
+    "pid", "pids", "cpu", "cpus", "cpu cores", "hostname", "uptime", "utc", "timezone", "symlink",
+    "symlinks", "inode", "inodes", "syslog", "daemon", "daemons", "checksum", "eth0", "localhost",
+    "running processes", "all processes", "processes named", "process id", "which process",
+    "using port", "on port", "logged in", "currently logged", "ip address",
+    "network interface", "network interfaces", "tcp port", "udp port", "listening on",
+    "current user", "environment variable", "environment variables",
+    "current date", "current time", "date and time", "bash history", "command history",
+    "shell history", "running services", "installed packages", "kernel version", "disk usage",
+    "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted"])
+_SHELL_TASK_MAX = 200  # characters
 _C_SIGNATURE = re.compile(
     r"\n(?:(?:static|inline|extern|const|unsigned|signed)\s+)*"
     r"(?:struct\s+\w+|void|int|char|double|float|long|short|unsigned|signed|size_t|bool|u?int\d+_t)"
@@ -150,6 +165,7 @@ _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 _FLAG_TOKENS: dict[str, Any] = (
     {token: token for token in _CODE_TOKENS}
     | {token: "file_object" for token in _FILE_OBJECTS}
+    | {token: "system_object" for token in _SYSTEM_OBJECTS}
     | {token: "#" for token in _NUMBER_WORDS}
     | {"how": b"how ", "what": b"what ", "in dollars": b"in dollars"}
     | {verb.decode(): verb for verb in _IMPERATIVE})
@@ -469,13 +485,15 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         elif numbers == 2 and (quantity or imperative):
             hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
 
-    # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files or paths).
+    # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
+    # machine's state).
     text_files = _file_names_in(lower, lexicon) if b"." in lower else set()
     words = separated.split(None, 1)
     for domain, weight, label in lexicon.leading.get(words[0], ()) if words else ():
         hit(domain, weight, label, "keyword")
     if not has_code and words and words[0] in _SHELL_VERBS and (
-            "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)):
+            "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
+            or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
         hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are

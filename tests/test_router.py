@@ -137,6 +137,13 @@ def test_word_problem_is_math(lexicon):
 
 def test_shell_one_liner_is_devops(lexicon):
     assert domains("Find all .tmp files under /var/cache older than 3 days", lexicon) == ["devops"]
+    # about the machine's state, no file in sight
+    assert domains("Print the number of CPUs available", lexicon) == ["devops"]
+    assert domains("Show which process is using port 3000", lexicon) == ["devops"]
+    # an imperative about everyday things is not a shell task
+    for text in ("Show the history of the Roman empire", "Show me the best vacation packages for Italy",
+                 "Find the terminal velocity of a falling skydiver", "Print a motivational quote"):
+        assert domains(text, lexicon) == [], text
 
 
 def test_non_technical_task_with_domain_words(seed_router):
