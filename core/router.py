@@ -117,7 +117,8 @@ _SYSTEM_OBJECTS = frozenset([
     "using port", "on port", "logged in", "currently logged", "ip address",
     "network interface", "network interfaces", "tcp port", "udp port", "listening on",
     "current user", "environment variable", "environment variables",
-    "current date", "current time", "date and time", "bash history", "command history",
+    "current date", "current time", "date and time", "today s date", "yesterday s date",
+    "tomorrow s date", "unix timestamp", "epoch time", "bash history", "command history",
     "shell history", "running services", "installed packages", "kernel version", "disk usage",
     "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted"])
 _SHELL_TASK_MAX = 200  # characters
