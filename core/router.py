@@ -160,6 +160,13 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
 _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
                for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
+# |x - 3|: the absolute value of a linear term, matched at each "|"
+_ABSOLUTE_VALUE = re.compile(r"\|\s*-?\d*[a-z]\s*[-+]\s*\d+(\.\d+)?\s*\|")
+# "3x + 7 = 2x - 5": a coefficient written against its variable (x, y, z or n: "30s", "7b" and
+# "4k" are units), found as a token of the separated text, then checked in the text itself for
+# an operator after it ("2x faster" is not algebra)
+_COEFFICIENT = re.compile(rb" \d+[xyzn] ")
+_COEFFICIENT_TERM = re.compile(r"(?<![\w.])\d+[xyzn]\s*[-+=*/)]")
 _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 # Words the scan reports besides keywords: each gates a check that would otherwise cost a pass
 # over the text. "#" marks a number word.
@@ -470,6 +477,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
     if "^" in text and _found_at(text, "^", _POWER):
         hit("math", lexicon.word_problem_weight, "algebraic power", "notation")
+    if not has_code and b"=" in lower and (
+            _found_at(text, "|", _ABSOLUTE_VALUE)
+            or (_COEFFICIENT.search(separated) and _COEFFICIENT_TERM.search(text))):
+        hit("math", lexicon.word_problem_weight, "equation", "notation")
 
     # Tier 1: an arithmetic word problem (no code, no files): a quantity question over at least
     # two numbers; or three or more numbers and any question or "calculate/find the ...". Three

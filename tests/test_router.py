@@ -135,6 +135,12 @@ def test_word_problem_is_math(lexicon):
     assert domains("How many threads does the C++ pool start for 4 cores?", lexicon) == ["systems"]
 
 
+def test_equations_are_math_units_are_not(lexicon):
+    assert domains("Find all real x such that |x - 3| + |x + 1| = 6.", lexicon) == ["math"]
+    assert domains("Solve 3x + 7 = 2x - 5", lexicon) == ["math"]
+    assert domains("Make the loop 2x faster; set workers = 4", lexicon) == []
+
+
 def test_shell_one_liner_is_devops(lexicon):
     assert domains("Find all .tmp files under /var/cache older than 3 days", lexicon) == ["devops"]
     # about the machine's state, no file in sight
