@@ -154,6 +154,11 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("python", "\nfrom ", "from", re.compile(r"\nfrom\s+[\w.]+\s+import\s")),
     ("data", "select ", "select", re.compile(r"select\s+[\w*,. ()]+?\s+from\s+\w", re.I)),
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
+    # SQL clauses in capitals, as people write SQL in prose: "WHERE tenant_id = ?"
+    ("data", "WHERE ", "where", re.compile(
+        r"WHERE\s+\w+(\.\w+)?\s*(=|<>|!=|>=|<=|>|<|IN\b|LIKE\b|IS\b|BETWEEN\b)")),
+    ("data", "GROUP BY ", "group", None),
+    ("data", "ORDER BY ", "order", re.compile(r"ORDER BY\s+\w+(\.\w+)?(\s+(ASC|DESC)\b|\s*,|\s*;|\s*$)")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.

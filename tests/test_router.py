@@ -123,6 +123,8 @@ def test_code_shapes(lexicon):
     assert domains("Complete:\ndef add(a, b):\n", lexicon) == ["python"]
     assert domains("// Count set bits.\nint popcount(unsigned int x) {", lexicon) == ["systems"]
     assert domains("static inline struct node *make_node(int v) {", lexicon) == ["systems"]
+    sql = "Which index would speed up `WHERE tenant_id = ? AND created_at > ?` on this table?"
+    assert domains(sql, lexicon) == ["data"]
     # a Java method (in a class, with modifiers) is not C
     assert domains("class A {\n    public static int countVowels(String s) {", lexicon) == []
 
