@@ -174,14 +174,15 @@ _COEFFICIENT = re.compile(rb" \d+[xyzn] ")
 _COEFFICIENT_TERM = re.compile(r"(?<![\w.])\d+[xyzn]\s*[-+=*/)]")
 _CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
 # Words the scan reports besides keywords: each gates a check that would otherwise cost a pass
-# over the text. "#" marks a number word.
-_FLAG_TOKENS: dict[str, Any] = (
-    {token: token for token in _CODE_TOKENS}
-    | {token: "file_object" for token in _FILE_OBJECTS}
-    | {token: "system_object" for token in _SYSTEM_OBJECTS}
-    | {token: "#" for token in _NUMBER_WORDS}
-    | {"how": b"how ", "what": b"what ", "in dollars": b"in dollars"}
-    | {verb.decode(): verb for verb in _IMPERATIVE})
+# over the text. A word may carry several marks ("double" is a C type and a number word).
+_NUMBER = "#"
+_FLAG_TOKENS: list[tuple[str, Any]] = (
+    [(token, token) for token in _CODE_TOKENS]
+    + [(token, "file_object") for token in _FILE_OBJECTS]
+    + [(token, "system_object") for token in _SYSTEM_OBJECTS]
+    + [(token, _NUMBER) for token in _NUMBER_WORDS]
+    + [("how", b"how "), ("what", b"what "), ("in dollars", b"in dollars")]
+    + [(verb.decode(), verb) for verb in _IMPERATIVE])
 
 
 # The decision's parts are slotted dataclasses, not pydantic models: routing builds dozens of
@@ -283,7 +284,7 @@ class Lexicon:
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
-        # padded needle -> [label, ((domain, weight), ...), needs a longer token, flag]
+        # padded needle -> [label, [(domain, weight), ...], needs a longer token, [marks]]
         self._needles: dict[str, list[Any]] = {}
         # "^document": the task's first word (an imperative names the deliverable)
         self.leading: dict[bytes, list[tuple[str, float, str]]] = {}
@@ -312,20 +313,21 @@ class Lexicon:
             plural = _plural(needle[:-1].rsplit(" ", 1)[-1]) if not needs_longer else None
             if plural:
                 head = needle[:-1].rsplit(" ", 1)[0]
-                self._needles.setdefault(f"{head} {plural} ", [label, hits, False, None])
-        for token, flag in _FLAG_TOKENS.items():
-            self._needle(" " + token + " ", token)[3] = flag
+                self._needles.setdefault(f"{head} {plural} ", [label, hits, False, []])
+        for token, mark in _FLAG_TOKENS:
+            self._needle(" " + token + " ", token)[3].append(mark)
         # One Aho-Corasick pass over the separated text finds every keyword, phrase, prefix and
         # flag word in C; the needles carry their spaces, so only whole tokens match ("ts" is not
         # found inside "tests", "spython" is not python). The DFA scans 2 KB in ~5 us.
-        self.payloads = [(label, tuple(hits), needs_longer, flag)
-                         for label, hits, needs_longer, flag in self._needles.values()]
+        self.payloads = [(label, tuple(hits), needs_longer, _NUMBER in marks,
+                          tuple(m for m in marks if m != _NUMBER))
+                         for label, hits, needs_longer, marks in self._needles.values()]
         self.automaton = ahocorasick_rs.BytesAhoCorasick(
             [needle.encode() for needle in self._needles],
             implementation=ahocorasick_rs.Implementation.DFA)
 
     def _needle(self, needle: str, label: str) -> list[Any]:
-        return self._needles.setdefault(needle, [label, [], False, None])
+        return self._needles.setdefault(needle, [label, [], False, []])
 
     def _add_keyword(self, keyword: str, domain: str, weight: float) -> None:
         if keyword.startswith("^"):
@@ -451,16 +453,16 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     done: set[str] = set()
     payloads = lexicon.payloads
     for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
-        label, hits, needs_longer, flag = payloads[index]
+        label, hits, needs_longer, is_number, marks = payloads[index]
         if needs_longer and separated[end] == 32:
             continue  # "cuda*" wants a longer token than "cuda"
-        if flag == "#":
+        if is_number:
             number_words += 1
         if label in done:
             continue
         done.add(label)
-        if flag:
-            flags.add(flag)
+        if marks:
+            flags.update(marks)
         for domain, weight in hits:
             evidence.append(Evidence(tier=1, domain=domain, kind="keyword", match=label,
                                      weight=weight))

@@ -125,6 +125,10 @@ def test_code_shapes(lexicon):
     assert domains("static inline struct node *make_node(int v) {", lexicon) == ["systems"]
     sql = "Which index would speed up `WHERE tenant_id = ? AND created_at > ?` on this table?"
     assert domains(sql, lexicon) == ["data"]
+    # "double" is a C type here, not a number word of a word problem
+    kokkos = ("/* Compute the sum of x. Use Kokkos.\n   input: [1, 2, 3]\n   output: 6\n*/\n"
+              "double sum(Kokkos::View<const double*> const& x) {")
+    assert domains(kokkos, lexicon) == ["systems"]
     # a Java method (in a class, with modifiers) is not C
     assert domains("class A {\n    public static int countVowels(String s) {", lexicon) == []
 
