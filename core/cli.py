@@ -442,14 +442,20 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
     from pydantic import ValidationError
 
     from core.registry import Registry
-    from core.router import Router, RoutingTable, Task
+    from core.router import Lexicon, Router, RoutingTable, Task
 
     settings = settings_of(ctx)
     if run and fleet:
         raise click.UsageError("--run dispatches through the registry's versions; drop --fleet")
     registry = None if fleet else Registry.from_settings(settings)
     table = RoutingTable.seed() if fleet else RoutingTable.from_registry(registry)
-    router = Router(table, embedder=load_embedder(not no_embeddings, settings), embedding_threshold=threshold)
+    try:
+        lexicon = Lexicon.load(settings.router_lexicon) if fleet else \
+            Lexicon.for_registry(registry, settings.router_lexicon)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    router = Router(table, lexicon=lexicon, embedder=load_embedder(not no_embeddings, settings),
+                    embedding_threshold=threshold)
     dispatcher = None
     if run:
         from core.dispatch import Dispatcher
@@ -673,6 +679,53 @@ def alerts_set_threshold(ctx, key, value, as_json) -> None:
         registry.set_threshold(key, value)
         row = registry.thresholds()[key]
     emit(row, as_json, lambda r: f"{r['key']} = {r['value']}")
+
+
+@main.group(cls=HiMoeGroup)
+def keywords() -> None:
+    """Keywords operators teach the router, on top of its keyword file (audited)."""
+
+
+@keywords.command("list")
+@json_option
+@click.pass_context
+def keywords_list(ctx, as_json) -> None:
+    """The keywords added in the registry."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        rows = [k.model_dump() for k in registry.router_keywords()]
+    emit(rows, as_json, lambda rs: table(rs, ["domain", "keyword", "weight", "note", "added_by", "added_at"]))
+
+
+@keywords.command("add")
+@click.argument("domain")
+@click.argument("keyword")
+@click.option("--weight", type=float, default=2.0, show_default=True,
+              help="4 = unambiguous on its own, 2 = clear, 0.5 = a hint; negative takes evidence back.")
+@click.option("--note", help="Why (shown in the audit log).")
+@json_option
+@click.pass_context
+def keywords_add(ctx, domain, keyword, weight, note, as_json) -> None:
+    """Route tasks that say KEYWORD towards DOMAIN ('^word': first word only; 'pre*': prefix)."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        added = registry.add_router_keyword(domain, keyword, weight, note=note)
+    emit(added.model_dump(), as_json, lambda k: f"{k['domain']}: {k['keyword']!r} = {k['weight']}")
+
+
+@keywords.command("remove")
+@click.argument("domain")
+@click.argument("keyword")
+@click.pass_context
+def keywords_remove(ctx, domain, keyword) -> None:
+    """Forget a keyword added in the registry."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        registry.remove_router_keyword(domain, keyword)
+    click.echo(f"removed {domain}: {keyword!r}")
 
 
 @main.command("metrics")

@@ -37,6 +37,7 @@ ENV_VARS = {
     "WEBHOOK_URL": "webhook_url",
     "OPERATORS": "operators",
     "RESOLVER_DIR": "resolver_dir",
+    "ROUTER_LEXICON": "router_lexicon",
 }
 
 
@@ -63,6 +64,8 @@ class Settings(BaseModel):
     # vLLM's filesystem resolver folder (VLLM_LORA_RESOLVER_CACHE_DIR of the servers): the
     # registry keeps a link per live version there, so a restarted server loads on demand.
     resolver_dir: Path | None = None
+    router_lexicon: Path | None = Field(default=None, description="The router's keyword file "
+                                        "(default: the packaged core/data/router.toml)")
     # "name:pbkdf2_sha256$iterations$salt$hash,name2:..." (see console/auth.py); never plain text.
     operators: SecretStr | None = None
 

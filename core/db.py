@@ -296,3 +296,21 @@ def m002_monitoring(db: sqlite_utils.Database) -> None:
     create unique index alerts_one_open on alerts(rule, subject) where resolved_at is null;
     create index alerts_opened on alerts(opened_at);
     """)
+
+
+@migration
+def m003_router_keywords(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Keywords operators teach the router (from routing gaps), on top of its keyword file: the
+    -- same rules and weights, one row per domain and keyword, audited like every change.
+    create table router_keywords (
+        id integer primary key,
+        domain text not null,
+        keyword text not null,
+        weight real not null,
+        note text,
+        added_by text not null,
+        added_at text not null,
+        unique (domain, keyword)
+    );
+    """)

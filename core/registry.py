@@ -173,6 +173,15 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
 
 
+class RouterKeyword(BaseModel):
+    domain: str
+    keyword: str
+    weight: float
+    note: str | None = None
+    added_by: str
+    added_at: str
+
+
 class Registry:
     """The registry file. ``operator`` is who the audit log names for this handle's changes."""
 
@@ -615,6 +624,47 @@ class Registry:
                              [*params, limit])
         return [{**row, "context_refs": json.loads(row["context_refs"]),
                  "extracted_domains": json.loads(row["extracted_domains"])} for row in rows]
+
+    # -- router keywords ----------------------------------------------------------------------
+
+    def router_keywords(self) -> list[RouterKeyword]:
+        return [RouterKeyword(**row) for row in self.db.query(
+            "select domain, keyword, weight, note, added_by, added_at from router_keywords "
+            "order by domain, keyword")]
+
+    def add_router_keyword(self, domain: str, keyword: str, weight: float,
+                           note: str | None = None) -> RouterKeyword:
+        """Teach the router a keyword (or change the weight of one taught before)."""
+        from core.router import check_keyword
+
+        try:
+            keyword = check_keyword(domain, keyword, weight)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        with transaction(self.db):
+            old = self.db.execute("select weight from router_keywords where domain = ? and keyword = ?",
+                                  [domain, keyword]).fetchone()
+            self.db.execute(
+                "insert into router_keywords (domain, keyword, weight, note, added_by, added_at) "
+                "values (?, ?, ?, ?, ?, ?) on conflict (domain, keyword) do update set "
+                "weight = excluded.weight, note = excluded.note, added_by = excluded.added_by, "
+                "added_at = excluded.added_at",
+                [domain, keyword, weight, note, self.operator, now_iso()])
+            self._audit("router-keyword-add", f"{domain}:{keyword}", weight=weight,
+                        old_weight=old[0] if old else None, note=note)
+        return next(k for k in self.router_keywords() if k.domain == domain and k.keyword == keyword)
+
+    def remove_router_keyword(self, domain: str, keyword: str) -> None:
+        keyword = " ".join(keyword.lower().split())
+        with transaction(self.db):
+            row = self.db.execute("select weight from router_keywords where domain = ? and keyword = ?",
+                                  [domain, keyword]).fetchone()
+            if row is None:
+                raise RegistryError(f"no router keyword {keyword!r} for {domain}; "
+                                    "`hi-moe keywords list` shows them")
+            self.db.execute("delete from router_keywords where domain = ? and keyword = ?",
+                            [domain, keyword])
+            self._audit("router-keyword-remove", f"{domain}:{keyword}", weight=row[0])
 
     # -- health history and thresholds --------------------------------------------------------
 

@@ -353,9 +353,45 @@ class Lexicon:
             self._needle(needle, label)[1].append((domain, weight))
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Lexicon:
-        with open(path or LEXICON_FILE, "rb") as handle:
-            return cls(tomllib.load(handle))
+    def load(cls, path: Path | None = None,
+             extra: Iterable[tuple[str, str, float]] = ()) -> Lexicon:
+        """The keyword file (default: the packaged one), plus ``extra`` (domain, keyword, weight)
+        entries such as the ones operators added in the registry; an extra entry replaces the
+        file's weight for the same keyword of the same domain."""
+        path = Path(path or LEXICON_FILE)
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ValueError(f"router lexicon {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"router lexicon {path}: {exc}") from None
+        for domain, keyword, weight in extra:
+            data.setdefault(domain, {}).setdefault("keywords", {})[keyword] = weight
+        return cls(data)
+
+    @classmethod
+    def for_registry(cls, registry: Any, path: Path | None = None) -> Lexicon:
+        """The lexicon the dispatcher routes with: the file and the registry's keywords."""
+        return cls.load(path, extra=[(k.domain, k.keyword, k.weight) for k in registry.router_keywords()])
+
+
+def check_keyword(domain: str, keyword: str, weight: float) -> str:
+    """The keyword as the lexicon stores it (lower case, trimmed), or a ValueError that says
+    what is wrong with it."""
+    if domain not in DOMAINS and domain != "null":
+        raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}, null")
+    keyword = " ".join(keyword.lower().split())
+    body = keyword.removeprefix("^").removesuffix("*")
+    if not _TOKEN.findall(body):
+        raise ValueError(f"keyword {keyword!r} has no letters or digits")
+    if (keyword.startswith("^") or keyword.endswith("*")) and _TOKEN.findall(body) != [body]:
+        raise ValueError(f"{keyword!r}: a leading '^' or trailing '*' goes with a single word")
+    if not -10 <= weight <= 10 or weight == 0:
+        raise ValueError(f"weight {weight} out of range: give a non-zero number between -10 and 10 "
+                         "(4 = unambiguous on its own, 2 = clear, 0.5 = a hint; negative takes "
+                         "evidence back)")
+    return keyword
 
 
 def _plural(word: str) -> str | None:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from console import ui
 from core.errors import HiMoeError
-from core.router import Router, RoutingTable, Task
+from core.router import Lexicon, Router, RoutingTable, Task
 from core.tasks_io import read_tasks
 
 ui.page_header("Try a task", "Route a task as the dispatcher would, with every piece of evidence "
@@ -26,10 +26,12 @@ def embedder():
         return None
 
 
-def router(use_embeddings: bool) -> Router:
+def router(use_embeddings: bool = False) -> Router:
+    """The dispatcher's router: live versions, the keyword file and the operators' keywords."""
     with ui.registry() as reg:
         table = RoutingTable.from_registry(reg)
-    return Router(table, embedder=embedder() if use_embeddings else None)
+        lexicon = Lexicon.for_registry(reg, ui.settings().router_lexicon)
+    return Router(table, lexicon=lexicon, embedder=embedder() if use_embeddings else None)
 
 
 single, batch = st.tabs(["One task", "Batch"])
@@ -93,7 +95,7 @@ with single:
 
             with ui.registry() as reg, ui.fleet() as fl:
                 try:
-                    result = Dispatcher(Router(RoutingTable.from_registry(reg)), fl, reg).send(
+                    result = Dispatcher(router(), fl, reg).send(
                         task, decision, max_tokens=64)
                     st.session_state["try_result"] = result
                 except HiMoeError as exc:

@@ -125,3 +125,28 @@ def test_memory_page_verdict(env):
     at = run_page("memory")
     assert any("Does not fit" in e.value for e in at.error)  # the spec's own plan
     assert any(m.label == "LoRA slots" and m.value == "16.00 GiB" for m in at.metric)
+
+
+def test_gaps_page_teaches_the_router_a_keyword(env):
+    populate(env / "registry.db")
+    with Registry.open(env / "registry.db", operator="alice") as reg:
+        for text in ("The zorblax plugin fails to import", "Upgrade zorblax to 2.0 in the service"):
+            reg.record_gap(text, reason="no_domain_match")
+    at = run_page("gaps")
+    assert any("Sign in" in w.value for w in at.warning)  # read-only until then
+    at.sidebar.text_input[0].input("alice")
+    at.sidebar.text_input[1].input("wonderland")
+    at.sidebar.button[0].click().run()
+    [t for t in at.text_input if t.label == "Keyword or phrase"][0].input("zorblax").run()
+    [s for s in at.selectbox if s.label == "Domain"][0].select("python").run()
+    assert any("2 of the 4 gaps shown would go to the python specialist" in c.value for c in at.caption)
+    [b for b in at.button if b.label == "Add keyword"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Registry.open(env / "registry.db") as reg:
+        assert [(k.domain, k.keyword, k.added_by) for k in reg.router_keywords()] == [("python", "zorblax", "alice")]
+        assert reg.audit_log(action="router-keyword-add")[0].target == "python:zorblax"
+    # the dispatcher's router (Try a task) now sends such a task to the python specialist
+    at.switch_page("../pages/try_task.py").run()
+    at.text_area[0].input("Why does zorblax crash on start?").run()
+    [b for b in at.button if b.label == "Route"][0].click().run()
+    assert any("python-lora" in s.value for s in at.success)

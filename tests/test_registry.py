@@ -274,3 +274,26 @@ def test_routing_gaps(registry):
     gaps = registry.gaps()
     assert gaps[0]["objective"] == "write a haiku" and gaps[0]["context_refs"] == ["poem.txt"]
     assert registry.gaps(reason="no_active_adapter") == []
+
+
+def test_router_keywords_are_validated_audited_and_replace_on_re_add(registry):
+    from core.registry import RegistryError
+
+    added = registry.add_router_keyword("devops", "  HAProxy ", 3, note="seen in gaps")
+    assert (added.domain, added.keyword, added.weight, added.added_by) == ("devops", "haproxy", 3.0, registry.operator)
+    registry.add_router_keyword("devops", "haproxy", 2.5)  # a new weight, same row
+    assert [(k.keyword, k.weight) for k in registry.router_keywords()] == [("haproxy", 2.5)]
+    before = len(registry.audit_log())
+    for domain, keyword, weight, message in [
+            ("webz", "x", 1, "unknown domain 'webz'"), ("web", "--", 1, "no letters or digits"),
+            ("web", "two words*", 1, "goes with a single word"), ("web", "x", 0, "out of range"),
+            ("web", "x", 12, "out of range")]:
+        with pytest.raises(RegistryError, match=message):
+            registry.add_router_keyword(domain, keyword, weight)
+    assert len(registry.audit_log()) == before and len(registry.router_keywords()) == 1
+    registry.remove_router_keyword("devops", "HAProxy")
+    assert registry.router_keywords() == []
+    with pytest.raises(RegistryError, match="no router keyword"):
+        registry.remove_router_keyword("devops", "haproxy")
+    actions = [(e.action, e.details.get("old_weight")) for e in registry.audit_log()][:3]
+    assert actions == [("router-keyword-remove", None), ("router-keyword-add", 3.0), ("router-keyword-add", None)]

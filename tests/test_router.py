@@ -375,3 +375,35 @@ def test_an_embedding_does_not_depend_on_its_batch(real_embedder):
     together = real_embedder.embed(texts)
     alone = np.stack([real_embedder.embed([t])[0] for t in texts])
     assert np.abs(together - alone).max() < 1e-4
+
+
+def test_registry_keywords_extend_and_override_the_file(tmp_path):
+    from click.testing import CliRunner
+
+    from core.cli import main
+    from core.registry import Registry
+
+    db = tmp_path / "r.db"
+    runner = CliRunner()
+    home = ["--home", str(tmp_path), "--db", str(db)]
+    assert runner.invoke(main, [*home, "keywords", "add", "python", "zorblax", "--weight", "3"]).exit_code == 0
+    assert runner.invoke(main, [*home, "keywords", "add", "devops", "helm", "--weight", "-3"]).exit_code == 0
+    bad = runner.invoke(main, [*home, "keywords", "add", "webz", "x"])
+    assert bad.exit_code == 1 and "unknown domain 'webz'" in bad.output
+    with Registry.open(db) as reg:
+        lexicon = Lexicon.for_registry(reg)
+    assert extract(Task(objective="zorblax fails to start"), lexicon).scores == {"python": 3.0}
+    # the file's helm (3) replaced by -3: "helm chart" (3) alone is left, and cancelled
+    assert extract(Task(objective="bump the helm chart"), lexicon).scores == {"devops": 0.0}
+    listed = runner.invoke(main, [*home, "keywords", "list", "--json"])
+    assert {(k["domain"], k["keyword"]) for k in json.loads(listed.output)} == {("python", "zorblax"), ("devops", "helm")}
+
+
+def test_lexicon_file_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        Lexicon.load(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[python.keywords]\npytest = 3\npytest = 4\n")
+    with pytest.raises(ValueError, match="broken.toml"):
+        Lexicon.load(broken)
+
