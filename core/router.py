@@ -164,6 +164,9 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.
 _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
                for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
+# "the orders table": a table named by a plural noun is a database's ("times table" is not)
+_NAMED_TABLE = re.compile(rb"(?<=[a-z])s tables?\b")
+_NOT_TABLE_NAMES = frozenset(b"times its this has was is as us yes plus".split())
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
 # |x - 3|: the absolute value of a linear term, matched at each "|"
 _ABSOLUTE_VALUE = re.compile(r"\|\s*-?\d*[a-z]\s*[-+]\s*\d+(\.\d+)?\s*\|")
@@ -284,6 +287,7 @@ class Lexicon:
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
+        self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         # padded needle -> [label, [(domain, weight), ...], needs a longer token, [marks]]
         self._needles: dict[str, list[Any]] = {}
         # "^document": the task's first word (an imperative names the deliverable)
@@ -524,6 +528,14 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             _found_at(text, "|", _ABSOLUTE_VALUE)
             or (_COEFFICIENT.search(separated) and _COEFFICIENT_TERM.search(text))):
         hit("math", lexicon.word_problem_weight, "equation", "notation")
+
+    # Tier 1: a table named by a plural noun ("join the users and orders tables")
+    if b"s table" in lower:
+        for match in _NAMED_TABLE.finditer(lower):
+            word = lower[:match.start() + 1].rsplit(None, 1)[-1]
+            if word.isalpha() and word not in _NOT_TABLE_NAMES:
+                hit("data", lexicon.named_table_weight, "named table", "notation")
+                break
 
     # Tier 1: an arithmetic word problem (no code, no files): a quantity question over at least
     # two numbers; or three or more numbers and any question or "calculate/find the ...". Three

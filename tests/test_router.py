@@ -147,6 +147,13 @@ def test_equations_are_math_units_are_not(lexicon):
     assert domains("Make the loop 2x faster; set workers = 4", lexicon) == []
 
 
+def test_a_table_named_by_a_plural_noun_is_data_evidence(lexicon):
+    ex = extract(Task(objective="Join the users and orders tables on user_id"), lexicon)
+    assert ex.domains == ["data"] and any(e.match == "named table" for e in ex.evidence)
+    times = extract(Task(objective="Print the times table for 7"), lexicon)
+    assert "named table" not in {e.match for e in times.evidence} and times.domains == []
+
+
 def test_shell_one_liner_is_devops(lexicon):
     assert domains("Find all .tmp files under /var/cache older than 3 days", lexicon) == ["devops"]
     # about the machine's state, no file in sight
