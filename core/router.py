@@ -167,7 +167,7 @@ _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b"
 # "the orders table": a table named by a plural noun is a database's ("times table" is not)
 _NAMED_TABLE = re.compile(rb"(?<=[a-z])s tables?\b")
 _NOT_TABLE_NAMES = frozenset(b"times its this has was is as us yes plus".split())
-_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*[0-9a-z(]")
+_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*-?[0-9a-z(]")
 # |x - 3|: the absolute value of a linear term, matched at each "|"
 _ABSOLUTE_VALUE = re.compile(r"\|\s*-?\d*[a-z]\s*[-+]\s*\d+(\.\d+)?\s*\|")
 # "3x + 7 = 2x - 5": a coefficient written against its variable (x, y, z or n: "30s", "7b" and
