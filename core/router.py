@@ -106,8 +106,9 @@ compress archive extract split sort replace show view save change set create mak
 locate grep get change calculate kill check monitor mount unmount download report output ping
 append prepend truncate run execute schedule page open start stop restart echo add export install
 uninstall upgrade enable disable convert""".split())
-_FILE_OBJECTS = frozenset("""file files directory directories folder folders lines line
-filename filenames path paths subdirectories subdirectory""".split())
+_FILE_OBJECTS = frozenset("""file files directory directories folder folders lines
+filename filenames path paths subdirectories subdirectory""".split()) | {
+    "each line", "every line", "first line", "last line", "line by line"}  # not "line item"
 # What else a one-line shell request is about: the machine's own state. Only in a short task
 # ("Print the number of CPUs available"); a long one that opens with "Show" is something else.
 _SYSTEM_OBJECTS = frozenset([
