@@ -171,6 +171,22 @@ _NOT_TABLE_NAMES = frozenset(b"times its this has was is as us yes plus".split()
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*-?[0-9a-z(]")
 # |x - 3|: the absolute value of a linear term, matched at each "|"
 _ABSOLUTE_VALUE = re.compile(r"\|\s*-?\d*[a-z]\s*[-+]\s*\d+(\.\d+)?\s*\|")
+# "f(x) = x^2", "h(k) = k mod m": a one-letter function of one-letter variables, defined;
+# matched at each "(" (see _defines_function)
+_FUNCTION_ARGUMENTS = re.compile(r"\(\s*[a-z](\s*,\s*[a-z])*\s*\)\s*=(?!=)")
+
+
+def _defines_function(text: str) -> bool:
+    at = text.find("(")
+    while at != -1:
+        if at >= 1 and text[at - 1].isalpha() and (at < 2 or not (text[at - 2].isalnum()
+                                                                   or text[at - 2] in "_.")) \
+                and _FUNCTION_ARGUMENTS.match(text, at):
+            return True
+        at = text.find("(", at + 1)
+    return False
+
+
 # "3x + 7 = 2x - 5": a coefficient written against its variable (x, y, z or n: "30s", "7b" and
 # "4k" are units), found as a token of the separated text, then checked in the text itself for
 # an operator after it ("2x faster" is not algebra)
@@ -527,7 +543,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         hit("math", lexicon.word_problem_weight, "algebraic power", "notation")
     if not has_code and b"=" in lower and (
             _found_at(text, "|", _ABSOLUTE_VALUE)
-            or (_COEFFICIENT.search(separated) and _COEFFICIENT_TERM.search(text))):
+            or (_COEFFICIENT.search(separated) and _COEFFICIENT_TERM.search(text))
+            or _defines_function(text)):
         hit("math", lexicon.word_problem_weight, "equation", "notation")
 
     # Tier 1: a table named by a plural noun ("join the users and orders tables")
@@ -588,12 +605,14 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     scores: dict[str, float] = {}
     null_score = 0.0
     tier_of: dict[str, int] = {}
+    has_source_file = False
     for item in evidence:
         if item.domain == "null":
             null_score += item.weight
             continue
         scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
         tier_of[item.domain] = max(tier_of.get(item.domain, 0), item.tier)
+        has_source_file = has_source_file or item.kind == "file"
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
                             evidence=evidence, similarities=similarities)
@@ -601,7 +620,10 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
         extraction.non_technical = null_score >= lexicon.min_score
         return extraction
     top = ranked[0][1]
-    if null_score >= lexicon.min_score and null_score >= top - lexicon.null_margin:
+    # A task that comes with a source file of a domain is technical, whatever words it uses
+    # ("add keyboard shortcuts to List.tsx").
+    if null_score >= lexicon.min_score and null_score >= top - lexicon.null_margin \
+            and not has_source_file:
         extraction.non_technical = True
         return extraction
     extraction.domains = [d for d, s in ranked if s >= lexicon.min_score

@@ -141,6 +141,19 @@ def test_word_problem_is_math(lexicon):
     assert domains("How many threads does the C++ pool start for 4 cores?", lexicon) == ["systems"]
 
 
+def test_a_source_file_makes_a_task_technical(lexicon):
+    text = "Add keyboard shortcuts (j/k to move) to the inbox list."
+    assert extract(Task(objective=text), lexicon).domains == []
+    assert domains(text, lexicon, ["src/inbox/List.tsx"]) == ["web"]
+
+
+def test_function_definitions_are_math_notation(lexicon):
+    ex = extract(Task(objective="Our hashing uses h(k) = k mod m. Why is a prime m better?"), lexicon)
+    assert ex.domains == ["math"] and any(e.match == "equation" for e in ex.evidence)
+    assert "equation" not in {e.match for e in extract(Task(objective="if foo(x) == 3 then retry"),
+                                                      lexicon).evidence}
+
+
 def test_equations_are_math_units_are_not(lexicon):
     assert domains("Find all real x such that |x - 3| + |x + 1| = 6.", lexicon) == ["math"]
     assert domains("Solve 3x + 7 = 2x - 5", lexicon) == ["math"]
