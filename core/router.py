@@ -160,6 +160,7 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("data", "WHERE ", "where", re.compile(
         r"WHERE\s+\w+(\.\w+)?\s*(=|<>|!=|>=|<=|>|<|IN\b|LIKE\b|IS\b|BETWEEN\b)")),
     ("data", "GROUP BY ", "group", None),
+    ("data", "COUNT(", "count", re.compile(r"COUNT\((DISTINCT\s+)?[\w.*]+\)")),
     ("data", "ORDER BY ", "order", re.compile(r"ORDER BY\s+\w+(\.\w+)?(\s+(ASC|DESC)\b|\s*,|\s*;|\s*$)")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
 ]
