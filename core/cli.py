@@ -488,6 +488,7 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
             out["evidence"] = explained["extraction"]["evidence"]
             out["candidates"] = explained["candidates"]
             out["domain_scores"] = decision.extraction.scores
+            out["similarities"] = explained["extraction"]["similarities"]  # tier 3, when it ran
         click.echo(json.dumps(out))
     if registry is not None:
         registry.close()
