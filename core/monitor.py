@@ -349,7 +349,7 @@ def review_markdown(registry: Registry, *, since: float, until: float | None = N
     pct = lambda v: "n/a" if v is None else f"{v:.1%}"  # noqa: E731
     ms = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
     thresholds = {k: v["value"] for k, v in registry.thresholds().items()}
-    lines = [f"# Specialist health review", "",
+    lines = ["# Specialist health review", "",
              f"Window: {fmt_t(since)} to {fmt_t(until)}; {data['requests']:,} requests.", "",
              "## Per version", "",
              "| version | requests | traffic share | success rate | p50 ms | p95 ms | fallbacks |",

@@ -4,7 +4,6 @@ with real PEFT adapters; it is stopped when the session ends."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
