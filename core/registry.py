@@ -344,8 +344,8 @@ class Registry:
             self.db.execute("update adapters set canary_share = null where name = ?", [name])
             self.db.execute("update adapters set canary_share = ? where lora_int_id = ?",
                             [share, target.lora_int_id])
-            self._audit("canary", target.served_name, share=share,
-                        replaced=previous.served_name if previous and previous.lora_int_id != target.lora_int_id else None)
+            replaced = previous.served_name if previous and previous.lora_int_id != target.lora_int_id else None
+            self._audit("canary", target.served_name, share=share, replaced=replaced)
         return self.get(name, version)
 
     def clear_canary(self, name: str) -> AdapterVersion | None:
