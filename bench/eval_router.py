@@ -9,46 +9,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.router import Router, RoutingTable, Task, domain_of  # noqa: E402
+from core.router import (Router, RoutingTable, Task, accuracy_by_domain, domain_of,  # noqa: E402
+                         expected_domain)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 
 
 def evaluate(rows: list[dict], router: Router, table: RoutingTable, show_errors: bool) -> dict:
-    total, right = Counter(), Counter()
+    pairs = []
     for row in rows:
         task = Task(id=row["id"], objective=row["objective"], context_refs=row.get("context_refs") or [])
         decision = router.route(task)
-        got = domain_of(decision, table)
-        want = row["expected"]
-        key = want or "null"
-        total[key] += 1
-        if got == want:
-            right[key] += 1
-        elif show_errors:
+        got, want = domain_of(decision, table), expected_domain(row["expected"])
+        pairs.append((want, got))
+        if got != want and show_errors:
             ex = decision.extraction
             print(f"  MISS {row['id']}: want {want} got {got} scores={ex.scores} null={ex.null_score}"
                   f" tier={decision.tier}\n       {row['objective'][:140]!r} {row.get('context_refs')}")
-    return {"total": total, "right": right}
+    return accuracy_by_domain(pairs)
 
 
-def report(label: str, result: dict) -> float:
-    total, right = result["total"], result["right"]
+def report(label: str, result: dict[str, tuple[int, int]]) -> float:
     print(f"\n{label}")
     print(f"  {'domain':8} {'right':>5} / {'n':>3}  accuracy")
-    for key in sorted(total):
-        print(f"  {key:8} {right[key]:5} / {total[key]:3}  {right[key] / total[key]:6.1%}")
-    overall = sum(right.values()) / sum(total.values())
-    worst = min(right[k] / total[k] for k in total)
-    print(f"  overall {sum(right.values())} / {sum(total.values())} = {overall:.1%}; "
+    for key, (right, total) in result.items():
+        print(f"  {key:8} {right:5} / {total:3}  {right / total:6.1%}")
+    right = sum(r for r, _ in result.values())
+    total = sum(t for _, t in result.values())
+    worst = min(r / t for r, t in result.values())
+    print(f"  overall {right} / {total} = {right / total:.1%}; "
           f"worst domain {worst:.1%} (target >= 95% in every domain)")
-    return overall
+    return right / total
 
 
 def main() -> int:

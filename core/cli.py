@@ -412,6 +412,9 @@ def sync(ctx, prune, as_json) -> None:
 # hi-moe route
 
 
+_UNLABELLED = object()  # a task line without an "expected" field
+
+
 def load_embedder(enabled: bool, settings: Settings):
     """Tier 3 if asked for and installed; a warning (not a failure) when it is not installed."""
     if not enabled:
@@ -438,23 +441,25 @@ def load_embedder(enabled: bool, settings: Settings):
 @click.option("--max-tokens", default=64, show_default=True, help="With --run.")
 @click.pass_context
 def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_tokens) -> None:
-    """Route tasks; print one JSON line per task. Exit 1 if any input line was bad."""
+    """Route tasks; print one JSON line per task. Lines with an "expected" domain (or null) also
+    get "correct", and the accuracy per domain goes to stderr. Exit 1 if any input line was bad."""
     from pydantic import ValidationError
 
     from core.registry import Registry
-    from core.router import Lexicon, Router, RoutingTable, Task
+    from core.router import (Lexicon, Router, RoutingTable, Task, accuracy_by_domain, domain_of,
+                             expected_domain)
 
     settings = settings_of(ctx)
     if run and fleet:
         raise click.UsageError("--run dispatches through the registry's versions; drop --fleet")
     registry = None if fleet else Registry.from_settings(settings)
-    table = RoutingTable.seed() if fleet else RoutingTable.from_registry(registry)
+    routing_table = RoutingTable.seed() if fleet else RoutingTable.from_registry(registry)
     try:
         lexicon = Lexicon.load(settings.router_lexicon) if fleet else \
             Lexicon.for_registry(registry, settings.router_lexicon)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    router = Router(table, lexicon=lexicon, embedder=load_embedder(not no_embeddings, settings),
+    router = Router(routing_table, lexicon=lexicon, embedder=load_embedder(not no_embeddings, settings),
                     embedding_threshold=threshold)
     dispatcher = None
     if run:
@@ -462,16 +467,27 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
 
         dispatcher = Dispatcher(router, Fleet.from_settings(settings), registry)
     bad = 0
+    labelled: list[tuple[str | None, str | None]] = []
     for number, line in enumerate(input_file, start=1):
         if not line.strip():
             continue
         try:
-            task = Task.model_validate_json(line)
+            raw = json.loads(line)
+            task = Task.model_validate(raw)
+            expected = expected_domain(raw["expected"]) if "expected" in raw else _UNLABELLED
+        except json.JSONDecodeError as exc:
+            bad += 1
+            click.echo(f"Error: input line {number}: not JSON ({exc.msg})", err=True)
+            continue
         except ValidationError as exc:
             bad += 1
             problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}"
                                 for e in exc.errors())
             click.echo(f"Error: input line {number}: {problem}", err=True)
+            continue
+        except ValueError as exc:
+            bad += 1
+            click.echo(f"Error: input line {number}: {exc}", err=True)
             continue
         if dispatcher:
             result = dispatcher.dispatch(task, max_tokens=max_tokens)
@@ -489,9 +505,21 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
             out["candidates"] = explained["candidates"]
             out["domain_scores"] = decision.extraction.scores
             out["similarities"] = explained["extraction"]["similarities"]  # tier 3, when it ran
+        if expected is not _UNLABELLED:
+            got = domain_of(decision, router.table)
+            out |= {"expected": expected, "correct": got == expected}
+            labelled.append((expected, got))
         click.echo(json.dumps(out))
     if registry is not None:
         registry.close()
+    if labelled:
+        # A labelled file is an experiment: its score goes to stderr, the lines stay JSON.
+        click.echo(table([{"expected": domain, "right": right, "tasks": total,
+                           "accuracy": f"{right / total:.1%}"}
+                          for domain, (right, total) in accuracy_by_domain(labelled).items()],
+                         ["expected", "right", "tasks", "accuracy"]), err=True)
+        right = sum(e == g for e, g in labelled)
+        click.echo(f"overall {right}/{len(labelled)} = {right / len(labelled):.1%}", err=True)
     if bad:
         ctx.exit(1)
 

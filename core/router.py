@@ -873,6 +873,26 @@ def domain_of(decision: RouteDecision, table: RoutingTable) -> str | None:
     return table.record(decision.specialist).domains[0]
 
 
+def expected_domain(value: Any) -> str | None:
+    """A label as labelled task files write it: a domain key, or null (also "", "null", "none",
+    "base") for the base model. ValueError for anything else."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none", "base")):
+        return None
+    if isinstance(value, str) and value.strip().lower() in DOMAINS:
+        return value.strip().lower()
+    raise ValueError(f"expected {value!r} is not a domain ({', '.join(DOMAINS)}) or null")
+
+
+def accuracy_by_domain(pairs: Iterable[tuple[str | None, str | None]]) -> dict[str, tuple[int, int]]:
+    """(right, total) per expected domain ("null" for the base model) from (expected, got)."""
+    counts: dict[str, list[int]] = {}
+    for expected, got in pairs:
+        cell = counts.setdefault(expected or "null", [0, 0])
+        cell[0] += expected == got
+        cell[1] += 1
+    return {domain: (right, total) for domain, (right, total) in sorted(counts.items())}
+
+
 def plan_batches(decisions: Sequence[RouteDecision], max_loras: int) -> list[list[RouteDecision]]:
     """Group routed tasks so that each batch uses at most ``max_loras`` adapters and every
     adapter is needed in one batch only: the fewest adapter swaps possible. Base-model tasks need

@@ -9,7 +9,7 @@ import json
 from pydantic import ValidationError
 
 from core.errors import HiMoeError
-from core.router import Task
+from core.router import Task, expected_domain
 
 
 class TaskFileError(HiMoeError):
@@ -19,8 +19,16 @@ class TaskFileError(HiMoeError):
 def read_tasks(data: bytes | str, filename: str = "tasks.jsonl") -> list[Task]:
     """JSONL ({id, objective, context_refs}) or CSV (columns id, objective, context_refs with
     refs separated by ';'). Every bad row is reported with its line number; nothing is half-read."""
+    return read_labelled_tasks(data, filename)[0]
+
+
+def read_labelled_tasks(data: bytes | str,
+                        filename: str = "tasks.jsonl") -> tuple[list[Task], dict[str, str | None]]:
+    """The tasks, and the label of each task that has one (an ``expected`` field or column: a
+    domain key, or null / empty for the base model), by task id."""
     text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     tasks, problems = [], []
+    labels: dict[str, str | None] = {}
     if filename.lower().endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames or "objective" not in reader.fieldnames:
@@ -28,7 +36,9 @@ def read_tasks(data: bytes | str, filename: str = "tasks.jsonl") -> list[Task]:
                                 f"(found: {', '.join(reader.fieldnames or []) or 'no header'})")
         rows = [(i + 2, {"id": r.get("id") or None, "objective": r.get("objective") or "",
                          "context_refs": [p.strip() for p in (r.get("context_refs") or "").split(";")
-                                          if p.strip()]}) for i, r in enumerate(reader)]
+                                          if p.strip()]}
+                 | ({"expected": r["expected"]} if "expected" in r else {}))
+                for i, r in enumerate(reader)]
     else:
         rows = []
         for i, line in enumerate(text.splitlines(), start=1):
@@ -48,10 +58,17 @@ def read_tasks(data: bytes | str, filename: str = "tasks.jsonl") -> list[Task]:
         if not task.objective.strip():
             problems.append(f"line {number}: objective is empty")
             continue
-        tasks.append(task.model_copy(update={"id": task.id or f"row-{number}"}))
+        task = task.model_copy(update={"id": task.id or f"row-{number}"})
+        if isinstance(row, dict) and "expected" in row:
+            try:
+                labels[task.id] = expected_domain(row["expected"])
+            except ValueError as exc:
+                problems.append(f"line {number}: {exc}")
+                continue
+        tasks.append(task)
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise TaskFileError(f"{filename}: " + "; ".join(problems[:5]) + more)
     if not tasks:
         raise TaskFileError(f"{filename} holds no tasks")
-    return tasks
+    return tasks, labels

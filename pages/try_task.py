@@ -9,8 +9,8 @@ import streamlit as st
 
 from console import ui
 from core.errors import HiMoeError
-from core.router import Lexicon, Router, RoutingTable, Task
-from core.tasks_io import read_tasks
+from core.router import Lexicon, Router, RoutingTable, Task, accuracy_by_domain, domain_of
+from core.tasks_io import read_labelled_tasks
 
 ui.page_header("Try a task", "Route a task as the dispatcher would, with every piece of evidence "
                "and every candidate's score; then run it through the chosen adapter or the base model.")
@@ -122,24 +122,43 @@ with single:
 
 with batch:
     upload = st.file_uploader("Tasks as JSON lines ({id, objective, context_refs}) or CSV "
-                              "(id, objective, context_refs separated by ';')", type=["jsonl", "json", "csv"])
+                              "(id, objective, context_refs separated by ';'); with an 'expected' "
+                              "domain (or null) per task, the page also scores the router",
+                              type=["jsonl", "json", "csv"])
     if upload is not None:
         try:
-            tasks = read_tasks(upload.getvalue(), upload.name)
+            tasks, labels = read_labelled_tasks(upload.getvalue(), upload.name)
         except HiMoeError as exc:
             st.error(exc.message)
-            tasks = []
+            tasks, labels = [], {}
         if tasks:
             r = router(False)
-            lines = [r.route(t).line() | {"objective": t.objective} for t in tasks]
+            decisions = [r.route(t) for t in tasks]
+            lines = [d.line() | {"objective": t.objective} for t, d in zip(tasks, decisions)]
+            if labels:
+                pairs = {t.id: (labels[t.id], domain_of(d, r.table))
+                         for t, d in zip(tasks, decisions) if t.id in labels}
+                right = sum(e == g for e, g in pairs.values())
+                st.metric("Routed as labelled", f"{right / len(pairs):.1%}",
+                          help=f"{right} of {len(pairs)} labelled tasks")
+                st.dataframe(pd.DataFrame(
+                    [{"expected": d, "right": ok, "tasks": n, "accuracy": f"{ok / n:.1%}"}
+                     for d, (ok, n) in accuracy_by_domain(pairs.values()).items()]),
+                    hide_index=True)
+                for line in lines:
+                    if line["id"] in pairs:
+                        line["expected"] = pairs[line["id"]][0] or "(base model)"
+                        line["correct"] = pairs[line["id"]][0] == pairs[line["id"]][1]
             frame = pd.DataFrame(lines)
             frame["routed to"] = frame["specialist"].fillna("(base model)")
             counts = frame["routed to"].value_counts().reset_index()
             counts.columns = ["routed to", "tasks"]
             st.plotly_chart(px.bar(counts, x="routed to", y="tasks", title=f"{len(tasks)} tasks routed"),
                             width="stretch")
-            st.dataframe(frame[["id", "routed to", "served_name", "domains", "tier", "fallback_reason",
-                                "objective"]], hide_index=True, width="stretch")
+            shown = ["id", "routed to", "served_name", "domains", "tier", "fallback_reason", "objective"]
+            if labels:
+                shown[2:2] = ["expected", "correct"]
+            st.dataframe(frame[shown], hide_index=True, width="stretch")
             st.download_button("Download results (JSONL)",
                                "\n".join(json.dumps({k: v for k, v in line.items() if k != "objective"})
                                          for line in lines), file_name="routing.jsonl")

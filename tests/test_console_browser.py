@@ -5,6 +5,7 @@ Screenshots of every page are saved under test-results/screens/."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -204,3 +205,17 @@ def test_bad_adapter_folder_shows_error_and_changes_nothing(page: Page, console)
     no_exception(page)
     with Registry.open(console["db"]) as reg:
         assert (len(reg.versions()), reg.next_id_preview(), len(reg.audit_log())) == before
+
+
+def test_batch_of_labelled_tasks_is_scored(page: Page, console, tmp_path):
+    tasks = tmp_path / "labelled.jsonl"
+    tasks.write_text("\n".join(json.dumps(t) for t in (
+        {"id": "py", "objective": "Fix the flaky pytest fixture", "expected": "python"},
+        {"id": "poem", "objective": "Write a poem for my mother's birthday", "expected": None},
+        {"id": "sql", "objective": "Write a SQL query joining orders and customers", "expected": "web"},
+    )) + "\n")
+    open_page(page, console, "try_task")
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("input[type=file]").set_input_files(str(tasks))
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("66.7%", timeout=30_000)
+    no_exception(page)
