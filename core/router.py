@@ -340,7 +340,7 @@ class Lexicon:
             if domain == "settings":
                 continue
             if domain not in DOMAINS and domain != "null":
-                raise ValueError(f"router lexicon: unknown domain [{domain}]")
+                raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}, null")
             for keyword, weight in tables.get("keywords", {}).items():
                 self._add_keyword(keyword.lower(), domain, float(weight))
             for pattern, weight in tables.get("files", {}).items():
@@ -377,19 +377,19 @@ class Lexicon:
     def _add_keyword(self, keyword: str, domain: str, weight: float) -> None:
         if keyword.startswith("^"):
             if _TOKEN.findall(keyword[1:]) != [keyword[1:]]:
-                raise ValueError(f"router lexicon: leading word {keyword!r} must be one token")
+                raise ValueError(f"{keyword!r}: a leading '^' goes with a single word")
             self.leading.setdefault(keyword[1:].encode(), []).append((domain, weight, keyword))
             return
         if keyword.endswith("*"):
             if _TOKEN.findall(keyword[:-1]) != [keyword[:-1]]:
-                raise ValueError(f"router lexicon: prefix {keyword!r} must be one token")
+                raise ValueError(f"{keyword!r}: a trailing '*' goes with a single word")
             payload = self._needle(" " + keyword[:-1], keyword)
             payload[1].append((domain, weight))
             payload[2] = True
             return
         tokens = _TOKEN.findall(keyword)
         if not tokens:
-            raise ValueError(f"router lexicon: keyword {keyword!r} has no letters or digits")
+            raise ValueError(f"keyword {keyword!r} has no letters or digits")
         # The words of a phrase may be apart by one or two separators ("use-after-free",
         # "std::thread", "df -h", "kernel, launch"), not more.
         label = " ".join(tokens)
@@ -422,20 +422,14 @@ class Lexicon:
 
 
 def check_keyword(domain: str, keyword: str, weight: float) -> str:
-    """The keyword as the lexicon stores it (lower case, trimmed), or a ValueError that says
-    what is wrong with it."""
-    if domain not in DOMAINS and domain != "null":
-        raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}, null")
+    """The keyword as the lexicon stores it (lower case, single spaces), or a ValueError that
+    says what is wrong with it: the keyword file's own rules, and a weight in range."""
     keyword = " ".join(keyword.lower().split())
-    body = keyword.removeprefix("^").removesuffix("*")
-    if not _TOKEN.findall(body):
-        raise ValueError(f"keyword {keyword!r} has no letters or digits")
-    if (keyword.startswith("^") or keyword.endswith("*")) and _TOKEN.findall(body) != [body]:
-        raise ValueError(f"{keyword!r}: a leading '^' or trailing '*' goes with a single word")
     if not -10 <= weight <= 10 or weight == 0:
         raise ValueError(f"weight {weight} out of range: give a non-zero number between -10 and 10 "
                          "(4 = unambiguous on its own, 2 = clear, 0.5 = a hint; negative takes "
                          "evidence back)")
+    Lexicon({domain: {"keywords": {keyword: weight}}})
     return keyword
 
 
