@@ -416,9 +416,12 @@ class Lexicon:
         return cls(data)
 
     @classmethod
-    def for_registry(cls, registry: Any, path: Path | None = None) -> Lexicon:
-        """The lexicon the dispatcher routes with: the file and the registry's keywords."""
-        return cls.load(path, extra=[(k.domain, k.keyword, k.weight) for k in registry.router_keywords()])
+    def for_registry(cls, registry: Any, path: Path | None = None,
+                     extra: Iterable[tuple[str, str, float]] = ()) -> Lexicon:
+        """The lexicon the dispatcher routes with: the file and the registry's keywords (and
+        ``extra`` ones, to try a keyword before adding it)."""
+        taught = [(k.domain, k.keyword, k.weight) for k in registry.router_keywords()]
+        return cls.load(path, extra=[*taught, *extra])
 
 
 def check_keyword(domain: str, keyword: str, weight: float) -> str:

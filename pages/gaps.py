@@ -47,9 +47,8 @@ else:
 def would_route(keyword: str, domain: str, weight: float) -> int:
     """How many of the gaps shown the router would send to ``domain`` with the keyword."""
     with ui.registry() as reg:
-        extra = [(k.domain, k.keyword, k.weight) for k in reg.router_keywords()]
-        router = Router(RoutingTable.from_registry(reg), lexicon=Lexicon.load(
-            ui.settings().router_lexicon, extra=extra + [(domain, keyword, weight)]))
+        router = Router(RoutingTable.from_registry(reg), lexicon=Lexicon.for_registry(
+            reg, ui.settings().router_lexicon, extra=[(domain, keyword, weight)]))
     return sum(domain_of(router.route(Task(objective=g["objective"], context_refs=g["context_refs"])),
                          router.table) == domain for g in view)
 
