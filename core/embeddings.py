@@ -8,7 +8,7 @@ torch fp32. Similarities move by at most 0.041 from fp32 on the labelled task se
 nearest domain is as often right (see bench/README.md).
 
 The ONNX file is built once from the packaged weights (torch.export to ONNX, then
-onnxruntime's quantiser, about 10 s) into ``<home>/models`` and reused by every process after.
+onnxruntime's quantiser, about 15 s here) into ``<home>/models`` and reused by every process after.
 Domain embeddings are the normalised mean of each domain's description and example tasks
 (``data/domain_examples.toml``), computed at load.
 
