@@ -544,12 +544,17 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         for domain, weight in hits:
             evidence.append(Evidence(tier=1, domain=domain, kind="keyword", match=label,
                                      weight=weight))
+    # Tier 1: keywords of the first word only ("^document": the imperative names the deliverable)
+    words = separated.split(None, 1)
+    for domain, weight, label in lexicon.leading.get(words[0], ()) if words else ():
+        hit(domain, weight, label, "keyword")
+
+    # The punctuation the remaining checks look for, kept in order and nothing else: one pass
+    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".").
+    marks = lower.translate(None, _NOT_MARKS)
 
     # Tier 1: the shape of code in the task names its language. Each pattern runs only when
-    # the literal it needs is present.
-    # The punctuation the remaining checks look for, kept in order and nothing else: one pass
-    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|").
-    marks = lower.translate(None, _NOT_MARKS)
+    # the word or the punctuation it needs is present.
     has_code = False
     coded: set[str] = set()
     lines = "\n" + text  # so that "\nfrom " also finds a first line
@@ -597,9 +602,6 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
     # machine's state).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else set()
-    words = separated.split(None, 1)
-    for domain, weight, label in lexicon.leading.get(words[0], ()) if words else ():
-        hit(domain, weight, label, "keyword")
     if not has_code and words and words[0] in _SHELL_VERBS and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
