@@ -7,7 +7,7 @@ process at different databases and servers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from console.auth import OperatorConfigError, authenticate, parse_operators
 from core.config import Settings, load_settings
 from core.errors import HiMoeError
 from core.registry import Registry
+from core.router import Lexicon, Router, RoutingTable
 from core.vllm import Fleet
 
 FLEET_TIMEOUT = 10.0
@@ -33,6 +34,15 @@ def registry() -> Iterator[Registry]:
     with Registry.open(cfg.db_path, operator=operator, ema_alpha=cfg.ema_alpha,
                        success_window=cfg.success_window) as reg:
         yield reg
+
+
+def router(extra: Iterable[tuple[str, str, float]] = (), embedder: Any = None) -> Router:
+    """The dispatcher's router: the live versions, the keyword file and the operators' keywords
+    (plus ``extra`` ones, to try a keyword before adding it)."""
+    with registry() as reg:
+        table = RoutingTable.from_registry(reg)
+        lexicon = Lexicon.for_registry(reg, settings().router_lexicon, extra=extra)
+    return Router(table, lexicon=lexicon, embedder=embedder)
 
 
 @contextmanager

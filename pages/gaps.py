@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from console import ui
-from core.router import DOMAINS, Lexicon, Router, RoutingTable, Task, domain_of, gap_terms
+from core.router import DOMAINS, Task, domain_of, gap_terms
 
 ui.page_header("Routing gaps", "Tasks no specialist took. Frequent terms point at the next "
                "specialist to train, or at a keyword the router lacks: teach it below.")
@@ -46,9 +46,7 @@ else:
 
 def would_route(keyword: str, domain: str, weight: float) -> int:
     """How many of the gaps shown the router would send to ``domain`` with the keyword."""
-    with ui.registry() as reg:
-        router = Router(RoutingTable.from_registry(reg), lexicon=Lexicon.for_registry(
-            reg, ui.settings().router_lexicon, extra=[(domain, keyword, weight)]))
+    router = ui.router(extra=[(domain, keyword, weight)])
     return sum(domain_of(router.route(Task(objective=g["objective"], context_refs=g["context_refs"])),
                          router.table) == domain for g in view)
 
@@ -58,6 +56,8 @@ st.caption("Words the operators taught the router, on top of its keyword file "
            "(`core/data/router.toml`). Matched on whole words, like the file's; audited.")
 with ui.registry() as reg:
     taught = reg.router_keywords()
+if done := st.session_state.pop("keywords_done", None):
+    st.success(done)  # said after the rerun that shows the table with the change
 if taught:
     st.dataframe(pd.DataFrame([k.model_dump() for k in taught]), hide_index=True, width="stretch")
 else:
@@ -82,8 +82,8 @@ if operator:
     if st.button("Add keyword", disabled=not typed.strip()):
         with ui.operator_errors(), ui.registry() as reg:
             added = reg.add_router_keyword(domain, typed, weight, note=note or None)
-            st.success(f"The router now reads {added.keyword!r} as {added.domain} evidence "
-                       f"({added.weight:g}).")
+            st.session_state["keywords_done"] = (f"The router now reads {added.keyword!r} as "
+                                                 f"{added.domain} evidence ({added.weight:g}).")
             st.rerun()
     if taught:
         r1, r2 = st.columns([3, 1])
@@ -92,4 +92,5 @@ if operator:
             d, _, kw = gone.partition(": ")
             with ui.operator_errors(), ui.registry() as reg:
                 reg.remove_router_keyword(d, kw)
+                st.session_state["keywords_done"] = f"Removed {kw!r} from {d}."
                 st.rerun()

@@ -9,7 +9,7 @@ import streamlit as st
 
 from console import ui
 from core.errors import HiMoeError
-from core.router import Lexicon, Router, RoutingTable, Task, accuracy_by_domain, domain_of
+from core.router import Router, Task, accuracy_by_domain, domain_of
 from core.tasks_io import read_labelled_tasks
 
 ui.page_header("Try a task", "Route a task as the dispatcher would, with every piece of evidence "
@@ -27,11 +27,7 @@ def embedder():
 
 
 def router(use_embeddings: bool = False) -> Router:
-    """The dispatcher's router: live versions, the keyword file and the operators' keywords."""
-    with ui.registry() as reg:
-        table = RoutingTable.from_registry(reg)
-        lexicon = Lexicon.for_registry(reg, ui.settings().router_lexicon)
-    return Router(table, lexicon=lexicon, embedder=embedder() if use_embeddings else None)
+    return ui.router(embedder=embedder() if use_embeddings else None)
 
 
 single, batch = st.tabs(["One task", "Batch"])

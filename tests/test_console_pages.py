@@ -142,6 +142,8 @@ def test_gaps_page_teaches_the_router_a_keyword(env):
     assert any("2 of the 4 gaps shown would go to the python specialist" in c.value for c in at.caption)
     [b for b in at.button if b.label == "Add keyword"][0].click().run()
     assert not at.exception, [e.value for e in at.exception]
+    assert any("The router now reads 'zorblax' as python evidence" in s.value for s in at.success)
+    assert list(at.dataframe[-1].value["keyword"]) == ["zorblax"]
     with Registry.open(env / "registry.db") as reg:
         assert [(k.domain, k.keyword, k.added_by) for k in reg.router_keywords()] == [("python", "zorblax", "alice")]
         assert reg.audit_log(action="router-keyword-add")[0].target == "python:zorblax"
