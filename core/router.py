@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from operator import itemgetter
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -80,12 +81,14 @@ _QUANTITY_QUESTION = {
         rb"quotient|change|increase|decrease|discount|markup)\b)"),
     b"in dollars": None,
 }
-_DIGIT_START = re.compile(rb" [0-9]")  # one pass; ten str.count(" 7") took 23 us over 2 KB
+# Every digit as "0": a token that starts with a digit is then one literal, " 0", found by a
+# byte search (1-2 us for 2 KB; a regex for " [0-9]" tried every space: 5 us).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 def _count_numbers(separated: bytes, number_words: int) -> int:
     """Tokens that start with a digit plus the number words the scan found."""
-    return number_words + len(_DIGIT_START.findall(separated))
+    return number_words + separated.translate(_DIGITS_AS_ZERO).count(b" 0")
 
 
 def _found_at(text: Any, needle: Any, pattern: re.Pattern | None) -> bool:
@@ -202,6 +205,9 @@ _COEFFICIENT_TERM = re.compile(rb"\d+[xyzn]\s*[-+=*/)]")
 def _has_coefficient_term(lower: bytes, separated: bytes) -> bool:
     """Checked at each place a coefficient token occurs: a regex that scanned the whole text
     for it (with a look-behind) took 38 us over 2 KB."""
+    zeroed = separated.translate(_DIGITS_AS_ZERO)
+    if not (b"0x " in zeroed or b"0y " in zeroed or b"0z " in zeroed or b"0n " in zeroed):
+        return False  # the common case, without a regex that tries every space
     for token in _COEFFICIENT.finditer(separated):
         term = token.group(0).strip()
         at = lower.find(term)
@@ -211,16 +217,19 @@ def _has_coefficient_term(lower: bytes, separated: bytes) -> bool:
                 return True
             at = lower.find(term, at + 1)
     return False
-_CODE_TOKENS = frozenset(token for _, _, token, _ in _CODE_SHAPES if token)
+
+
 # Shapes with no word to gate them are gated by their punctuation, kept apart in one pass.
-_MARKS_OF = {needle: needle.encode() for _, needle, token, _ in _CODE_SHAPES if not token}
+_PUNCTUATION_SHAPES = [(i, needle.encode()) for i, (_, needle, token, _) in enumerate(_CODE_SHAPES)
+                       if not token]
 _MARK_CHARS = b"<=>#!^|."
 _NOT_MARKS = bytes(b for b in range(256) if b not in _MARK_CHARS)
 # Words the scan reports besides keywords: each gates a check that would otherwise cost a pass
-# over the text. A word may carry several marks ("double" is a C type and a number word).
+# over the text. A word may carry several marks ("double" is a C type and a number word); a code
+# word's mark is the index of the code shape it gates.
 _NUMBER = "#"
 _FLAG_TOKENS: list[tuple[str, Any]] = (
-    [(token, token) for token in _CODE_TOKENS]
+    [(token, i) for i, (_, _, token, _) in enumerate(_CODE_SHAPES) if token]
     + [(token, "file_object") for token in _FILE_OBJECTS]
     + [(token, "system_object") for token in _SYSTEM_OBJECTS]
     + [(token, _NUMBER) for token in _NUMBER_WORDS]
@@ -229,11 +238,12 @@ _FLAG_TOKENS: list[tuple[str, Any]] = (
     + [(verb.decode(), verb) for verb in _IMPERATIVE])
 
 
-# The decision's parts are slotted dataclasses, not pydantic models: routing builds dozens of
-# them per task and must stay within microseconds. Task (the input) is pydantic.
+# The decision's parts are slotted dataclasses, not pydantic models: routing builds several of
+# them per task and must stay within microseconds. Task (the input) is pydantic. Evidence is
+# frozen: a keyword's evidence is built once, with the lexicon, and shared by every task.
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Evidence:
     tier: int
     domain: str  # a domain key, or "null" for evidence of a non-technical task
@@ -332,7 +342,7 @@ class Lexicon:
         # padded needle -> [label, [(domain, weight), ...], needs a longer token, [marks]]
         self._needles: dict[str, list[Any]] = {}
         # "^document": the task's first word (an imperative names the deliverable)
-        self.leading: dict[bytes, list[tuple[str, float, str]]] = {}
+        self.leading: dict[bytes, list[Evidence]] = {}
         self.files: dict[str, list[tuple[str, float]]] = {}
         self.folders: dict[str, list[tuple[str, float]]] = {}
         self.multi_folders: list[tuple[str, str, float]] = []
@@ -364,9 +374,15 @@ class Lexicon:
         # One Aho-Corasick pass over the separated text finds every keyword, phrase, prefix and
         # flag word in C; the needles carry their spaces, so only whole tokens match ("ts" is not
         # found inside "tests", "spython" is not python). The DFA scans 2 KB in ~5 us.
-        self.payloads = [(label, tuple(hits), needs_longer, _NUMBER in marks,
-                          tuple(m for m in marks if m != _NUMBER))
-                         for label, hits, needs_longer, marks in self._needles.values()]
+        # Per needle: its label, its evidence (built once, shared by every task that matches),
+        # whether it needs a longer token, whether it is a number word, the flags it raises and
+        # the code shapes it gates.
+        self.payloads = [
+            (label, tuple(Evidence(1, domain, "keyword", label, weight) for domain, weight in hits),
+             needs_longer, _NUMBER in marks,
+             tuple(m for m in marks if m != _NUMBER and not isinstance(m, int)),
+             tuple(m for m in marks if isinstance(m, int)))
+            for label, hits, needs_longer, marks in self._needles.values()]
         self.automaton = ahocorasick_rs.BytesAhoCorasick(
             [needle.encode() for needle in self._needles],
             implementation=ahocorasick_rs.Implementation.DFA)
@@ -378,7 +394,8 @@ class Lexicon:
         if keyword.startswith("^"):
             if _TOKEN.findall(keyword[1:]) != [keyword[1:]]:
                 raise ValueError(f"{keyword!r}: a leading '^' goes with a single word")
-            self.leading.setdefault(keyword[1:].encode(), []).append((domain, weight, keyword))
+            self.leading.setdefault(keyword[1:].encode(), []).append(
+                Evidence(1, domain, "keyword", keyword, weight))
             return
         if keyword.endswith("*"):
             if _TOKEN.findall(keyword[:-1]) != [keyword[:-1]]:
@@ -458,34 +475,30 @@ _NAMED_STEMS = frozenset(("dockerfile", "makefile", "jenkinsfile", "readme", "va
 def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
     """(domain, weight, what matched) for one path, its strongest match per domain."""
     path = ref.strip().lower().replace("\\", "/")
-    is_folder = path.endswith("/")
-    parts = [p for p in path.split("/") if p]
-    if not parts:
-        return []
-    # (label, hits) in order: the name, its stem for Dockerfile.dev and the like, its extension,
-    # then every folder.
-    offers: list[tuple[str, list[tuple[str, float]] | None]] = []
-    if not is_folder:
-        name = parts.pop()
-        offers.append((name, lexicon.files.get(name)))
-        stem, dot, _ = name.partition(".")
-        if dot:
-            if stem in _NAMED_STEMS:
-                offers.append((stem, lexicon.files.get(stem)))
-            extension = name[name.rindex("."):]
-            offers.append((extension, lexicon.files.get(extension)))
+    parts = path.split("/")  # empty parts ("a//b", a leading "/") match no folder
     best: dict[str, tuple[float, str]] = {}
-    for label, hits in offers:
-        for domain, weight in hits or ():
-            if domain not in best or weight > best[domain][0]:
-                best[domain] = (weight, label)
+    if path[-1:] != "/":
+        # The name, its stem for Dockerfile.dev and the like, its extension, in that order.
+        name = parts.pop()
+        files = lexicon.files
+        labels = [name]
+        dot = name.find(".")
+        if dot != -1:
+            if name[:dot] in _NAMED_STEMS:
+                labels.append(name[:dot])
+            labels.append(name[name.rindex("."):])
+        for label in labels:
+            for domain, weight in files.get(label, ()):
+                if domain not in best or weight > best[domain][0]:
+                    best[domain] = (weight, label)
     # The file is what the task changes; its folders only say where it lives. When the name
     # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs).
     named = set(best)
-    folder_hits = [(folder + "/", domain, weight) for folder in parts
-                   for domain, weight in lexicon.folders.get(folder, ())]
+    folders = lexicon.folders
+    folder_hits = [(folder + "/", domain, weight) for folder in parts if folder in folders
+                   for domain, weight in folders[folder]]
     if lexicon.multi_folders:
-        slashed = ("" if path.startswith("/") else "/") + path + ("" if is_folder else "/")
+        slashed = ("" if path.startswith("/") else "/") + path + ("" if path.endswith("/") else "/")
         folder_hits += [(pattern, domain, weight) for pattern, domain, weight in lexicon.multi_folders
                         if "/" + pattern in slashed]
     for label, domain, weight in folder_hits:
@@ -515,23 +528,17 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     text = task.objective
     lower, separated = _separate(text)
     evidence: list[Evidence] = []
-    seen: set[tuple[str, str]] = set()
-
-    def hit(domain: str, weight: float, match: str, kind: str, tier: int = 1) -> None:
-        if (domain, match) in seen:
-            return
-        seen.add((domain, match))
-        evidence.append(Evidence(tier=tier, domain=domain, kind=kind, match=match, weight=weight))
 
     # Tier 1: keywords, phrases, prefixes and flag words, in one pass (see Lexicon). A keyword
     # counts once however often it occurs (phrase variants share their label); numbers count
     # every time.
     flags: set[Any] = set()
+    shapes: set[int] = set()
     number_words = 0
     done: set[str] = set()
     payloads = lexicon.payloads
     for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
-        label, hits, needs_longer, is_number, marks = payloads[index]
+        label, hits, needs_longer, is_number, marks, gated = payloads[index]
         if needs_longer and separated[end] == 32:
             continue  # "cuda*" wants a longer token than "cuda"
         if is_number:
@@ -539,49 +546,56 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         if label in done:
             continue
         done.add(label)
+        if hits:
+            evidence += hits
         if marks:
             flags.update(marks)
-        for domain, weight in hits:
-            evidence.append(Evidence(tier=1, domain=domain, kind="keyword", match=label,
-                                     weight=weight))
+        if gated:
+            shapes.update(gated)
     # Tier 1: keywords of the first word only ("^document": the imperative names the deliverable)
     words = separated.split(None, 1)
-    for domain, weight, label in lexicon.leading.get(words[0], ()) if words else ():
-        hit(domain, weight, label, "keyword")
+    first_word = words[0] if words else b""
+    if first_word in lexicon.leading:
+        evidence += lexicon.leading[first_word]
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
     # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".").
     marks = lower.translate(None, _NOT_MARKS)
 
-    # Tier 1: the shape of code in the task names its language. Each pattern runs only when
-    # the word or the punctuation it needs is present.
+    # Tier 1: the shape of code in the task names its language. Only the shapes whose word the
+    # scan found, or whose punctuation is present, run their pattern; in their listed order.
     has_code = False
-    coded: set[str] = set()
-    lines = "\n" + text  # so that "\nfrom " also finds a first line
-    for domain, needle, token, pattern in _CODE_SHAPES:
-        if (token in flags if token else _MARKS_OF[needle] in marks) and domain not in coded \
-                and _found_at(lines, needle, pattern):
-            has_code = True
-            coded.add(domain)
-            if domain == "systems" and "__global__" in text:
-                continue  # CUDA C++: the kernel, not the C++, names the specialist
-            hit(domain, lexicon.code_shape_weight, domain + " code", "code")
+    for index, needle in _PUNCTUATION_SHAPES:
+        if needle in marks:
+            shapes.add(index)
+    if shapes:
+        coded: set[str] = set()
+        lines = "\n" + text  # so that "\nfrom " also finds a first line
+        for index in sorted(shapes):
+            domain, needle, _, pattern = _CODE_SHAPES[index]
+            if domain not in coded and _found_at(lines, needle, pattern):
+                has_code = True
+                coded.add(domain)
+                if domain == "systems" and "__global__" in text:
+                    continue  # CUDA C++: the kernel, not the C++, names the specialist
+                evidence.append(Evidence(1, domain, "code", domain + " code", lexicon.code_shape_weight))
 
     # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
     if b"^" in marks and _found_at(text, "^", _POWER):
-        hit("math", lexicon.word_problem_weight, "algebraic power", "notation")
+        evidence.append(Evidence(1, "math", "notation", "algebraic power", lexicon.word_problem_weight))
     if not has_code and b"=" in marks and (
             (b"|" in marks and _found_at(text, "|", _ABSOLUTE_VALUE))
             or _has_coefficient_term(lower, separated)
             or _defines_function(text)):
-        hit("math", lexicon.word_problem_weight, "equation", "notation")
+        evidence.append(Evidence(1, "math", "notation", "equation", lexicon.word_problem_weight))
 
     # Tier 1: a table named by a plural noun ("join the users and orders tables")
     if "table" in flags and b"s table" in lower:
         for match in _NAMED_TABLE.finditer(lower):
             word = lower[:match.start() + 1].rsplit(None, 1)[-1]
             if word.isalpha() and word not in _NOT_TABLE_NAMES:
-                hit("data", lexicon.named_table_weight, "named table", "notation")
+                evidence.append(Evidence(1, "data", "notation", "named table",
+                                         lexicon.named_table_weight))
                 break
 
     # Tier 1: an arithmetic word problem (no code, no files): a quantity question over at least
@@ -595,35 +609,48 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         question = text.rstrip().endswith("?")
         numbers = _count_numbers(separated, number_words) if quantity or imperative or question else 0
         if numbers >= 3:
-            hit("math", lexicon.word_problem_strong_weight, "word problem", "word_problem")
+            evidence.append(Evidence(1, "math", "word_problem", "word problem",
+                                     lexicon.word_problem_strong_weight))
         elif numbers == 2 and (quantity or imperative):
-            hit("math", lexicon.word_problem_weight, "word problem", "word_problem")
+            evidence.append(Evidence(1, "math", "word_problem", "word problem",
+                                     lexicon.word_problem_weight))
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
     # machine's state).
-    text_files = _file_names_in(lower, lexicon) if b"." in marks else set()
-    if not has_code and words and words[0] in _SHELL_VERBS and (
+    text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
+    if not has_code and first_word in _SHELL_VERBS and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
-        hit("devops", lexicon.shell_task_weight, "shell one-liner", "shell_task")
+        evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
+                                 lexicon.shell_task_weight))
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.
-    ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}
-    per_domain: dict[str, int] = {}
-    file_hits = [(domain, weight, f"{ref} ({label})", "file")
-                 for ref in task.context_refs for domain, weight, label in _file_hits(lexicon, ref)]
-    if text_files:
-        for name in text_files:
-            if name.rsplit("/", 1)[-1] not in ref_names:
-                file_hits += [(domain, weight * lexicon.text_file_factor, f"{name} ({label})",
-                               "text_file") for domain, weight, label in _file_hits(lexicon, name)]
-    for domain, weight, label, kind in sorted(file_hits, key=lambda h: -h[1]):
-        n = per_domain.get(domain, 0)
-        per_domain[domain] = n + 1
-        hit(domain, weight / (2 ** n), label, kind, tier=2)
+    if task.context_refs or text_files:
+        file_hits = [(weight, domain, f"{ref} ({label})", "file")
+                     for ref in task.context_refs for domain, weight, label in _file_hits(lexicon, ref)]
+        if text_files:
+            ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}
+            factor = lexicon.text_file_factor
+            for name in text_files:
+                if name.rsplit("/", 1)[-1] not in ref_names:
+                    file_hits += [(weight * factor, domain, f"{name} ({label})", "text_file")
+                                  for domain, weight, label in _file_hits(lexicon, name)]
+        file_hits.sort(key=_first, reverse=True)  # stable: equal weights keep their order
+        per_domain: dict[str, int] = {}
+        seen: set[tuple[str, str]] = set()
+        for weight, domain, label, kind in file_hits:
+            if (domain, label) in seen:
+                continue  # the same ref given twice
+            seen.add((domain, label))
+            n = per_domain.get(domain, 0)
+            per_domain[domain] = n + 1
+            evidence.append(Evidence(2, domain, kind, label, weight / (2 ** n)))
 
     return decide(evidence, lexicon)
+
+
+_first = itemgetter(0)
 
 
 def decide(evidence: list[Evidence], lexicon: Lexicon,
