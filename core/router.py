@@ -67,7 +67,10 @@ def _separate(text: str) -> tuple[bytes, bytes]:
 _EXTENSION = re.compile(rb"\.([a-z][a-z0-9_+]*)\b")
 _FILE_NAME_HEAD = re.compile(rb"[\w\-./]*")
 _NUMBER_WORDS = frozenset("""one two three four five six seven eight nine ten eleven twelve
-twenty thirty forty fifty hundred thousand dozen half twice double triple""".split())
+twenty thirty forty fifty hundred thousand dozen half twice double triple""".split()) | {
+    # a rate states a number too: "3 mice a week ... in a year" is 3 x 52
+    f"{per} {unit}" for per in ("a", "an", "per", "each", "every") for unit in (
+        "minute", "hour", "day", "week", "month", "year") if (per == "an") == (unit == "hour")}
 # A quantity question, matched at each "how "/"what "/"in dollars" of the text.
 _QUANTITY_QUESTION = {
     b"how ": re.compile(rb"how (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|"
