@@ -145,6 +145,9 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("cuda", "threadIdx.", "threadidx", None),
     ("web", "function", "function", re.compile(r"function\s+\w+\s*\([^)\n]*\)\s*(:\s*[^{\n]+)?\{")),
     ("web", "=>", None, re.compile(r"=>\s*\{")),
+    # strict (in)equality is JavaScript's (or PHP's); a Markdown underline ends its line
+    ("web", "===", None, re.compile(r"(?<![=!<>])===(?!=)(?![ \t]*(\n|$))")),
+    ("web", "!==", None, re.compile(r"!==(?!=)(?![ \t]*(\n|$))")),
     ("web", "const ", "const", re.compile(r"const\s+\w+\s*=\s*(\(|async\b|function\b)")),
     ("systems", "#include", "#include", re.compile(r"#include\s*[<\"]")),
     ("systems", "std::", "std", re.compile(r"std::\w")),

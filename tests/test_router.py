@@ -131,12 +131,19 @@ def test_code_shapes(lexicon):
     assert domains(kokkos, lexicon) == ["systems"]
     # a Java method (in a class, with modifiers) is not C
     assert domains("class A {\n    public static int countVowels(String s) {", lexicon) == []
+    # strict equality is JavaScript's; a Markdown heading's underline is not
+    assert domains("What is the difference between == and === ?", lexicon) == ["web"]
+    assert domains("if (user !== null) return", lexicon) == ["web"]
+    assert domains("Release notes\n=============\n\nFixed the login bug.", lexicon) != ["web"]
 
 
 def test_word_problem_is_math(lexicon):
     text = "Ann has 3 apples and buys 5 more. How many apples does she have?"
     ex = extract(Task(objective=text), lexicon)
     assert ex.domains == ["math"] and ex.evidence[-1].kind == "word_problem"
+    # a rate is a number: 3 a week, over a year; "python" here is the snake
+    zoo = "A zookeeper feeds the python 3 mice a week. How many mice does it eat in a year?"
+    assert domains(zoo, lexicon) == ["math"]
     # a quantity question about code is not a word problem
     assert domains("How many threads does the C++ pool start for 4 cores?", lexicon) == ["systems"]
 
