@@ -228,7 +228,7 @@ def _has_coefficient_term(lower: bytes, separated: bytes) -> bool:
 # Shapes with no word to gate them are gated by their punctuation, kept apart in one pass.
 _PUNCTUATION_SHAPES = [(i, needle.encode()) for i, (_, needle, token, _) in enumerate(_CODE_SHAPES)
                        if not token]
-_MARK_CHARS = b"<=>#!^|."
+_MARK_CHARS = b"<=>#!^|.`"
 _NOT_MARKS = bytes(b for b in range(256) if b not in _MARK_CHARS)
 # Words the scan reports besides keywords: each gates a check that would otherwise cost a pass
 # over the text. A word may carry several marks ("double" is a C type and a number word); a code
@@ -565,7 +565,7 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         evidence += lexicon.leading[first_word]
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
-    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".").
+    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "```").
     marks = lower.translate(None, _NOT_MARKS)
 
     # Tier 1: the shape of code in the task names its language. Only the shapes whose word the
@@ -604,10 +604,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
                                          lexicon.named_table_weight))
                 break
 
-    # Tier 1: an arithmetic word problem (no code, no files): a quantity question over at least
-    # two numbers; or three or more numbers and any question or "calculate/find the ...". Three
-    # numbers and a question are strong evidence: stronger than a recipe or a family member.
-    if not has_code and not task.context_refs:
+    # Tier 1: an arithmetic word problem (no code, no files, no fenced block of output): a
+    # quantity question over at least two numbers; or three or more numbers and any question or
+    # "calculate/find the ...". Three numbers and a question are strong evidence: stronger than a
+    # recipe or a family member.
+    if not has_code and not task.context_refs and b"```" not in marks:
         quantity = any(needle in flags and _found_at(lower, needle, pattern)
                        for needle, pattern in _QUANTITY_QUESTION.items())
         imperative = any(verb in flags and _found_at(lower, verb, pattern)

@@ -144,6 +144,11 @@ def test_word_problem_is_math(lexicon):
     # a rate is a number: 3 a week, over a year; "python" here is the snake
     zoo = "A zookeeper feeds the python 3 mice a week. How many mice does it eat in a year?"
     assert domains(zoo, lexicon) == ["math"]
+    # numbers in a fenced block of output are a log, not a word problem
+    log = ("Valgrind output:\n```\n==123== Invalid read of size 1\n==123==    by 0x400A2B: parse "
+           "(lexer.c:88)\n==123==  Address 0x5204045 is 0 bytes after a block of size 5\n```\n"
+           "Find the off-by-one.")
+    assert "math" not in extract(Task(objective=log), lexicon).scores
     # a quantity question about code is not a word problem
     assert domains("How many threads does the C++ pool start for 4 cores?", lexicon) == ["systems"]
 
