@@ -565,7 +565,7 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         evidence += lexicon.leading[first_word]
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
-    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "```").
+    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "`").
     marks = lower.translate(None, _NOT_MARKS)
 
     # Tier 1: the shape of code in the task names its language. Only the shapes whose word the
@@ -604,11 +604,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
                                          lexicon.named_table_weight))
                 break
 
-    # Tier 1: an arithmetic word problem (no code, no files, no fenced block of output): a
-    # quantity question over at least two numbers; or three or more numbers and any question or
-    # "calculate/find the ...". Three numbers and a question are strong evidence: stronger than a
-    # recipe or a family member.
-    if not has_code and not task.context_refs and b"```" not in marks:
+    # Tier 1: an arithmetic word problem (no code, no files, nothing in backticks: those are
+    # identifiers or output, and word problems have none): a quantity question over at least two
+    # numbers; or three or more numbers and any question or "calculate/find the ...". Three
+    # numbers and a question are strong evidence: stronger than a recipe or a family member.
+    if not has_code and not task.context_refs and b"`" not in marks:
         quantity = any(needle in flags and _found_at(lower, needle, pattern)
                        for needle, pattern in _QUANTITY_QUESTION.items())
         imperative = any(verb in flags and _found_at(lower, verb, pattern)
