@@ -131,6 +131,12 @@ _SYSTEM_OBJECTS = frozenset([
     "shell history", "running services", "installed packages", "kernel version", "disk usage",
     "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted"])
 _SHELL_TASK_MAX = 200  # characters
+# An everyday word right before one of these names what a product is about, not the ask: "a
+# recipe app", "the wedding website", "the songs table", "a cover letter generator".
+_PRODUCT_NOUNS = frozenset(b"""app apps application website site page pages api service table tables
+database db bot component platform tracker schema model dashboard form feature endpoint screen
+widget plugin extension backend frontend generator recommender booking catalog planner calculator
+scheduler dataset system""".split())
 _C_SIGNATURE = re.compile(
     r"\n(?:(?:static|inline|extern|const|unsigned|signed)\s+)*"
     r"(?:struct\s+\w+|void|int|char|double|float|long|short|unsigned|signed|size_t|bool|u?int\d+_t)"
@@ -381,13 +387,14 @@ class Lexicon:
         # flag word in C; the needles carry their spaces, so only whole tokens match ("ts" is not
         # found inside "tests", "spython" is not python). The DFA scans 2 KB in ~5 us.
         # Per needle: its label, its evidence (built once, shared by every task that matches),
-        # whether it needs a longer token, whether it is a number word, the flags it raises and
-        # the code shapes it gates.
+        # whether it needs a longer token, whether it is a number word, the flags it raises, the
+        # code shapes it gates, and whether it is evidence of an everyday (non-technical) ask.
         self.payloads = [
             (label, tuple(Evidence(1, domain, "keyword", label, weight) for domain, weight in hits),
              needs_longer, _NUMBER in marks,
              tuple(m for m in marks if m != _NUMBER and not isinstance(m, int)),
-             tuple(m for m in marks if isinstance(m, int)))
+             tuple(m for m in marks if isinstance(m, int)),
+             bool(hits) and all(domain == "null" for domain, _ in hits))
             for label, hits, needs_longer, marks in self._needles.values()]
         self.automaton = ahocorasick_rs.BytesAhoCorasick(
             [needle.encode() for needle in self._needles],
@@ -544,13 +551,15 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     done: set[str] = set()
     payloads = lexicon.payloads
     for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
-        label, hits, needs_longer, is_number, marks, gated = payloads[index]
+        label, hits, needs_longer, is_number, marks, gated, everyday = payloads[index]
         if needs_longer and separated[end] == 32:
             continue  # "cuda*" wants a longer token than "cuda"
         if is_number:
             number_words += 1
         if label in done:
             continue
+        if everyday and separated[end:end + 16].split(b" ", 1)[0] in _PRODUCT_NOUNS:
+            continue  # "a recipe app", "the songs table": the subject of something technical
         done.add(label)
         if hits:
             evidence += hits

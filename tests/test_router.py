@@ -193,6 +193,14 @@ def test_shell_one_liner_is_devops(lexicon):
 def test_non_technical_task_with_domain_words(seed_router):
     decision = seed_router.route(Task(objective="Write a cover letter for a CUDA kernel engineer role"))
     assert decision.specialist is None and decision.fallback_reason == NON_TECHNICAL
+    poem = seed_router.route(Task(objective="Write a funny poem about Kubernetes pods that restart"))
+    assert poem.specialist is None and poem.fallback_reason == NON_TECHNICAL
+
+
+def test_an_everyday_word_before_a_product_noun_is_the_products_subject(lexicon):
+    assert extract(Task(objective="Give me a recipe for lasagna"), lexicon).non_technical
+    assert domains("Build a recipe app in React with a shopping list", lexicon) == ["web"]
+    assert domains("Write a Python cover letter generator that fills in a template", lexicon) == ["python"]
 
 
 def test_no_signal_falls_back_with_reason(seed_router):
