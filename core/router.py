@@ -251,11 +251,12 @@ _FLAG_TOKENS: list[tuple[str, Any]] = (
 
 
 # The decision's parts are slotted dataclasses, not pydantic models: routing builds several of
-# them per task and must stay within microseconds. Task (the input) is pydantic. Evidence is
-# frozen: a keyword's evidence is built once, with the lexicon, and shared by every task.
+# them per task and must stay within microseconds. Task (the input) is pydantic. A keyword's
+# Evidence is built once, with the lexicon, and shared by every task that matches it: read it,
+# never change it (not frozen only because a frozen dataclass takes 4x as long to build: 0.6 us).
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Evidence:
     tier: int
     domain: str  # a domain key, or "null" for evidence of a non-technical task
