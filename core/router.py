@@ -171,6 +171,7 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     # before it), so "from" in prose costs no regex at all
     ("python", "\nimport ", "import", re.compile(r"\nimport\s+[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)")),
     ("python", "\nfrom ", "from", re.compile(r"\nfrom\s+[\w.]+\s+import\s")),
+    ("python", "`from ", "from", re.compile(r"`from\s+[\w.]+\s+import\s+(\*|\w)")),  # inline code
     ("data", "select ", "select", re.compile(r"select\s+[\w*,. ()]+?\s+from\s+\w", re.I)),
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
     ("data", "pd.", "pd", re.compile(r"pd\.(DataFrame|Series|read_\w+|concat|merge|to_datetime)\(")),

@@ -131,6 +131,8 @@ def test_code_shapes(lexicon):
     assert domains(kokkos, lexicon) == ["systems"]
     # a Java method (in a class, with modifiers) is not C
     assert domains("class A {\n    public static int countVowels(String s) {", lexicon) == []
+    # an import written inline, in backticks
+    assert domains("Why did `from utils import *` shadow our helper?", lexicon) == ["python"]
     # strict equality is JavaScript's; a Markdown heading's underline is not
     assert domains("What is the difference between == and === ?", lexicon) == ["web"]
     assert domains("if (user !== null) return", lexicon) == ["web"]
