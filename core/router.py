@@ -634,9 +634,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
                                      lexicon.word_problem_weight))
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
-    # machine's state).
+    # machine's state; comes with no source file: "Convert the directory walker in walk.cpp" is
+    # a change to that file).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
-    if not has_code and first_word in _SHELL_VERBS and (
+    if not has_code and not task.context_refs and first_word in _SHELL_VERBS and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",

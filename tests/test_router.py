@@ -186,6 +186,9 @@ def test_shell_one_liner_is_devops(lexicon):
     # about the machine's state, no file in sight
     assert domains("Print the number of CPUs available", lexicon) == ["devops"]
     assert domains("Show which process is using port 3000", lexicon) == ["devops"]
+    # a task that comes with a source file changes that file, whatever its first verb
+    assert domains("Convert the recursive directory walker to an iterative one", lexicon,
+                   ["src/walk.cpp"]) == ["systems"]
     # an imperative about everyday things is not a shell task
     for text in ("Show the history of the Roman empire", "Show me the best vacation packages for Italy",
                  "Find the terminal velocity of a falling skydiver", "Print a motivational quote"):
