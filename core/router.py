@@ -215,6 +215,20 @@ _COEFFICIENT = re.compile(rb" \d+[xyzn] ")
 _COEFFICIENT_TERM = re.compile(rb"\d+[xyzn]\s*[-+=*/)]")
 
 
+# "x + y = 10", "a - 2b = 4": one-letter variables combined and equated to a number; searched only
+# around each "=" (a scan of the whole text for it would start at every letter)
+_LETTER_EQUATION = re.compile(r"(?<![\w.])[a-z]\s*[-+]\s*\d*[a-z](?![\w.(])\s*=\s*-?\d+(?![\w.])")
+
+
+def _has_letter_equation(text: str) -> bool:
+    at = text.find("=")
+    while at != -1:
+        if _LETTER_EQUATION.search(text, max(0, at - 16), at + 12):
+            return True
+        at = text.find("=", at + 1)
+    return False
+
+
 def _has_coefficient_term(lower: bytes, separated: bytes) -> bool:
     """Checked at each place a coefficient token occurs: a regex that scanned the whole text
     for it (with a look-behind) took 38 us over 2 KB."""
@@ -603,6 +617,7 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     if not has_code and b"=" in marks and (
             (b"|" in marks and _found_at(text, "|", _ABSOLUTE_VALUE))
             or _has_coefficient_term(lower, separated)
+            or _has_letter_equation(text)
             or _defines_function(text)):
         evidence.append(Evidence(1, "math", "notation", "equation", lexicon.word_problem_weight))
 

@@ -171,6 +171,7 @@ def test_function_definitions_are_math_notation(lexicon):
 def test_equations_are_math_units_are_not(lexicon):
     assert domains("Find all real x such that |x - 3| + |x + 1| = 6.", lexicon) == ["math"]
     assert domains("Solve 3x + 7 = 2x - 5", lexicon) == ["math"]
+    assert domains("Find x and y: x + y = 10 and x - y = 4", lexicon) == ["math"]
     assert domains("Make the loop 2x faster; set workers = 4", lexicon) == []
 
 
