@@ -17,7 +17,7 @@ DEMO_ENV := HI_MOE_HOME=$(HOME_DIR) HI_MOE_VLLM_URLS=http://127.0.0.1:$(VLLM_POR
 # This machine keeps the CPU build of torch in /opt/wheels; pip reads PIP_FIND_LINKS when set.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help venv chromium fleet demo serve console stop test test-fast bench clean
+.PHONY: help venv chromium fleet tier3 demo serve console stop test test-fast bench clean
 
 help:
 	@echo "make demo   set up, start a CPU vLLM server with the demo specialists and the console"
@@ -65,7 +65,14 @@ console: $(STAMP) $(RUN)/demo-operator
 	  curl -sf http://127.0.0.1:$(CONSOLE_PORT)/_stcore/health >/dev/null || { echo "console did not start:"; tail -20 $(RUN)/console.log; exit 1; }; \
 	fi
 
-demo: serve console
+# Tier 3 of the router (its sentence model and domain prototypes) is built on first use, about
+# 25 s; the demo builds it up front so the first `hi-moe route` does not wait.
+tier3: $(HOME_DIR)/models/.tier3
+$(HOME_DIR)/models/.tier3: $(STAMP) core/data/router_holdout.jsonl core/data/domain_examples.toml
+	echo '{"objective": "warm up tier 3"}' | $(HI_MOE) --home $(HOME_DIR) route --fleet seed > /dev/null
+	touch $@
+
+demo: serve console tier3
 	@$(DEMO_ENV) $(HI_MOE) demo setup
 	@if ! { [ -f $(RUN)/monitor.pid ] && kill -0 $$(cat $(RUN)/monitor.pid) 2>/dev/null; }; then \
 	  $(DEMO_ENV) setsid $(HI_MOE) monitor \
@@ -91,7 +98,7 @@ bench: venv chromium fleet
 	$(PY) bench/bench_console.py --db $(HOME_DIR)/bench/registry.db
 	$(PY) bench/bench_router.py
 	$(PY) bench/eval_router.py --embeddings
-	$(PY) bench/eval_router.py --embeddings --data tests/data/router_holdout.jsonl
+	$(PY) bench/eval_router.py --embeddings --data core/data/router_holdout.jsonl
 	$(PY) bench/bench_dispatch.py
 
 clean: stop

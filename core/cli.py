@@ -435,7 +435,7 @@ def load_embedder(enabled: bool, settings: Settings):
               help="Route against the spec's eight seed specialists instead of the registry.")
 @click.option("--no-embeddings", is_flag=True, help="Turn tier 3 off.")
 @click.option("--threshold", type=float, default=0.7, show_default=True,
-              help="Tier 3 similarity a domain needs when tiers 1-2 find nothing.")
+              help="Tier 3 probability a domain needs when tiers 1-2 find nothing.")
 @click.option("--run", is_flag=True, help="Also send each task to the server and record outcomes.")
 @click.option("--explain", is_flag=True, help="Add the evidence and every candidate's score parts.")
 @click.option("--max-tokens", default=64, show_default=True, help="With --run.")

@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from console import ui
-from core.router import DOMAINS, Task, domain_of, gap_terms
+from core.router import DOMAINS, UNSERVED, Task, domain_of, gap_terms
 
 ui.page_header("Routing gaps", "Tasks no specialist took. Frequent terms point at the next "
                "specialist to train, or at a keyword the router lacks: teach it below.")
@@ -70,8 +70,9 @@ if operator:
     picked = k1.selectbox("Term from the gaps", ["(type one)"] + choices)
     typed = k1.text_input("Keyword or phrase", value="" if picked == "(type one)" else picked,
                           help="'^word' matches the first word only; 'prefix*' any word starting so.")
-    domain = k2.selectbox("Domain", list(DOMAINS) + ["null"],
-                          help="null: evidence that a task is not technical (a poem, a recipe).")
+    domain = k2.selectbox("Domain", list(DOMAINS) + ["null", UNSERVED],
+                          help="null: evidence that a task is not technical (a poem, a recipe). "
+                               "unserved: a language no specialist serves (Ruby, Go).")
     weight = k3.slider("Weight", -4.0, 6.0, 2.0, 0.5,
                        help="4 = unambiguous on its own, 2 = clear (enough alone), 0.5 = a hint; "
                             "negative takes evidence back.")

@@ -35,7 +35,7 @@ with single:
     objective = st.text_area("Task objective", height=120,
                              placeholder="e.g. The CUDA kernel in reduce.cu races on shared memory; fix it.")
     refs = st.text_input("Context files (comma-separated)", placeholder="src/reduce.cu, CMakeLists.txt")
-    use_embeddings = st.toggle("Tier 3: embedding similarity", value=False,
+    use_embeddings = st.toggle("Tier 3: sentence-embedding model", value=False,
                                help="Used only when keywords and files find nothing or two domains tie.")
     if st.button("Route", type="primary"):
         if not objective.strip():
@@ -69,12 +69,14 @@ with single:
             else:
                 st.caption("No keyword, code shape or file matched.")
             if ex.similarities:
-                st.caption("Tier 3 similarities: " + ", ".join(
+                st.caption("Tier 3 probabilities: " + ", ".join(
                     f"{d} {s:.2f}" for d, s in sorted(ex.similarities.items(), key=lambda kv: -kv[1])))
         with right:
             st.markdown("**Domain scores**")
             st.caption((", ".join(f"{d} {s}" for d, s in ex.scores.items()) or "none")
-                       + (f"; non-technical evidence {ex.null_score}" if ex.null_score else ""))
+                       + (f"; non-technical evidence {ex.null_score}" if ex.null_score else "")
+                       + (f"; unserved-language evidence {ex.unserved_score}"
+                          if ex.unserved_score else ""))
             st.markdown("**Candidates** (score = success + volume + match)")
             if decision.candidates:
                 st.dataframe(pd.DataFrame([{"specialist": c.specialist, "version": c.version,
