@@ -115,7 +115,7 @@ def main() -> int:
             start = time.perf_counter()
             embedder.similarities(text)
             times.append((time.perf_counter() - start) * 1000)
-        print(f"tier 3 similarity per task: p50 {statistics.median(times):.1f} ms  "
+        print(f"tier 3 per task (embedding + domain probabilities): p50 {statistics.median(times):.1f} ms  "
               f"p99 {pct(times, 0.99):.1f} ms  (target < 20 ms)")
     return 0
 
