@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -421,11 +422,15 @@ def load_embedder(enabled: bool, settings: Settings):
         return None
     from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
 
+    from core.tasks_io import TaskFileError
+
     try:
-        return DomainEmbedder.load(settings.home / "models")
+        return DomainEmbedder.load(settings.home / "models", extra=settings.router_examples)
     except EmbeddingsUnavailable as exc:
         click.echo(f"warning: {exc.message}; routing with tiers 1-2 only", err=True)
         return None
+    except TaskFileError as exc:
+        raise click.UsageError(f"HI_MOE_ROUTER_EXAMPLES: {exc.message}") from None
 
 
 @main.command()
@@ -755,6 +760,36 @@ def keywords_remove(ctx, domain, keyword) -> None:
     with Registry.from_settings(settings_of(ctx)) as registry:
         registry.remove_router_keyword(domain, keyword)
     click.echo(f"removed {domain}: {keyword!r}")
+
+
+@main.command()
+@click.option("--since", default="7d", show_default=True)
+@click.option("--reason", help="Only this fallback reason (no_domain_match, non_technical_task, ...).")
+@click.option("--limit", default=5000, show_default=True)
+@click.option("--for-labelling", is_flag=True,
+              help='JSON lines {"id", "objective", "context_refs"} to label: add "expected" (a '
+                   "domain, or null for the base model) to the lines you want, and give the file "
+                   "to tier 3 as HI_MOE_ROUTER_EXAMPLES (or to `hi-moe route --input` to measure).")
+@json_option
+@click.pass_context
+def gaps(ctx, since, reason, limit, for_labelling, as_json) -> None:
+    """Tasks the dispatcher sent to the base model, newest first: the routing gaps."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        rows = registry.gaps(since=parse_since(since), reason=reason, limit=limit)
+    if for_labelling:
+        # No "expected" field: a line is learned from only once someone labels it.
+        for row in rows:
+            click.echo(json.dumps({"id": row["task_id"] or f"gap-{row['id']}",
+                                   "objective": row["objective"],
+                                   "context_refs": row["context_refs"]}))
+        return
+    emit(rows, as_json, lambda rs: table(
+        [{"time (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["ts"])), "reason": r["reason"],
+          "domains seen": ", ".join(r["extracted_domains"]),
+          "objective": r["objective"][:80]} for r in rs],
+        ["time (UTC)", "reason", "domains seen", "objective"]))
 
 
 @main.command("metrics")

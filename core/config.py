@@ -38,6 +38,7 @@ ENV_VARS = {
     "OPERATORS": "operators",
     "RESOLVER_DIR": "resolver_dir",
     "ROUTER_LEXICON": "router_lexicon",
+    "ROUTER_EXAMPLES": "router_examples",
 }
 
 
@@ -66,6 +67,9 @@ class Settings(BaseModel):
     resolver_dir: Path | None = None
     router_lexicon: Path | None = Field(default=None, description="The router's keyword file "
                                         "(default: the packaged core/data/router.toml)")
+    router_examples: Path | None = Field(default=None, description="Labelled tasks of your own "
+                                         "traffic (JSONL or CSV with an 'expected' domain) that "
+                                         "tier 3 also learns from")
     # "name:pbkdf2_sha256$iterations$salt$hash,name2:..." (see console/auth.py); never plain text.
     operators: SecretStr | None = None
 

@@ -114,10 +114,12 @@ def build_model(source: Path, target: Path) -> Path:
     return target
 
 
-def training_examples(examples: dict[str, dict], labelled: Path | None = LABELLED_FILE
-                      ) -> list[tuple[str, str]]:
-    """(text, domain) pairs: every domain's description and examples, then the labelled tasks
-    (an ``expected`` of null is the "null" domain)."""
+def training_examples(examples: dict[str, dict], labelled: Path | None = LABELLED_FILE,
+                      extra: Path | None = None) -> list[tuple[str, str]]:
+    """(text, domain) pairs: every domain's description and examples, the packaged labelled
+    tasks, then ``extra``: an operator's labelled tasks (JSONL or CSV, read as ``hi-moe route``
+    reads them; rows without an ``expected`` field are not learned from; an expected of null is
+    the base model's, "null"). A bad extra file is a TaskFileError naming its bad lines."""
     pairs = [(text, domain) for domain, table in examples.items()
              for text in [table.get("description", ""), *table.get("examples", [])] if text]
     if labelled is not None:
@@ -125,6 +127,15 @@ def training_examples(examples: dict[str, dict], labelled: Path | None = LABELLE
             if line.strip():
                 row = json.loads(line)
                 pairs.append((row["objective"], row.get("expected") or "null"))
+    if extra is not None:
+        from core.tasks_io import TaskFileError, read_labelled_tasks
+
+        try:
+            data = Path(extra).read_bytes()
+        except OSError as exc:
+            raise TaskFileError(f"tier 3 examples {extra}: {exc.strerror}") from None
+        tasks, labels = read_labelled_tasks(data, str(extra))
+        pairs += [(task.objective, labels[task.id] or "null") for task in tasks if task.id in labels]
     return pairs
 
 
@@ -164,8 +175,10 @@ def _softmax(z: Any) -> Any:
 
 
 class DomainEmbedder:
-    def __init__(self, model_file: Path, tokenizer_file: Path, examples: dict[str, dict],
-                 labelled: Path | None = LABELLED_FILE, cache_dir: Path | None = None):
+    def __init__(self, model_file: Path, tokenizer_file: Path, pairs: list[tuple[str, str]],
+                 cache_dir: Path | None = None):
+        """``pairs``: the (text, domain) examples the prototypes learn from (see
+        :func:`training_examples`)."""
         try:
             import numpy as np
             import onnxruntime
@@ -181,7 +194,6 @@ class DomainEmbedder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()  # the packaged tokenizer.json pads to 128; one text needs none
-        pairs = training_examples(examples, labelled)
         self.domains, self.weights, self.biases = self._prototypes(
             pairs, cache_dir or model_file.parent)
 
@@ -210,20 +222,22 @@ class DomainEmbedder:
 
     @classmethod
     def load(cls, model_dir: Path | None = None, examples_file: Path | None = None,
-             labelled: Path | None = LABELLED_FILE) -> DomainEmbedder:
+             labelled: Path | None = LABELLED_FILE, extra: Path | None = None) -> DomainEmbedder:
         """The embedder, building the int8 ONNX model and the domain prototypes into
-        ``model_dir`` (default ``<home>/models``) on first use."""
+        ``model_dir`` (default ``<home>/models``) on first use; ``extra``: an operator's
+        labelled tasks to learn from as well (``HI_MOE_ROUTER_EXAMPLES``)."""
         if model_dir is None:
             from core.config import load_settings
 
             model_dir = load_settings().home / "models"
         source = _packaged_model()
+        with open(examples_file or EXAMPLES_FILE, "rb") as handle:
+            examples = tomllib.load(handle)
+        pairs = training_examples(examples, labelled, extra)  # a bad file fails before the build
         model_file = model_dir / MODEL_FILE
         if not model_file.exists():
             build_model(source, model_file)
-        with open(examples_file or EXAMPLES_FILE, "rb") as handle:
-            examples = tomllib.load(handle)
-        return cls(model_file, source / "tokenizer.json", examples, labelled)
+        return cls(model_file, source / "tokenizer.json", pairs)
 
     def embed(self, texts: list[str]) -> Any:
         """Normalised mean-pooled embeddings, one row per text. Each text runs alone: dynamic

@@ -1,6 +1,7 @@
 """Routing gaps: tasks that fell back to the base model, what they have in common, and the
 keywords operators teach the router so that such tasks find their specialist next time."""
 
+import json
 import time
 
 import pandas as pd
@@ -41,7 +42,15 @@ else:
                                    title="Most common terms among unrouted tasks"),
                             width="stretch")
     st.dataframe(frame, hide_index=True, width="stretch")
-    st.download_button("Export CSV", frame.to_csv(index=False), file_name="routing_gaps.csv")
+    e1, e2 = st.columns(2)
+    e1.download_button("Export CSV", frame.to_csv(index=False), file_name="routing_gaps.csv")
+    # The same lines as `hi-moe gaps --for-labelling`: no "expected" until someone labels them.
+    e2.download_button(
+        "Export for labelling (JSON lines)", file_name="routing_gaps.jsonl",
+        data="".join(json.dumps({"id": g["task_id"] or f"gap-{g['id']}", "objective": g["objective"],
+                                 "context_refs": g["context_refs"]}) + "\n" for g in view),
+        help='Add "expected": a domain (or null for the base model) to the lines you can judge, '
+             "and point HI_MOE_ROUTER_EXAMPLES at the file: tier 3 learns from them.")
 
 
 def would_route(keyword: str, domain: str, weight: float) -> int:

@@ -2,6 +2,7 @@
 mode routes a whole file."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -17,17 +18,19 @@ ui.page_header("Try a task", "Route a task as the dispatcher would, with every p
 
 
 @st.cache_resource(show_spinner="Loading the sentence model for tier 3 …")
-def embedder():
+def embedder(models: Path, examples: Path | None):
     from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
 
     try:
-        return DomainEmbedder.load()
+        return DomainEmbedder.load(models, extra=examples)
     except EmbeddingsUnavailable:
         return None
 
 
 def router(use_embeddings: bool = False) -> Router:
-    return ui.router(embedder=embedder() if use_embeddings else None)
+    cfg = ui.settings()
+    return ui.router(embedder=embedder(cfg.home / "models", cfg.router_examples)
+                     if use_embeddings else None)
 
 
 single, batch = st.tabs(["One task", "Batch"])
@@ -36,15 +39,18 @@ with single:
                              placeholder="e.g. The CUDA kernel in reduce.cu races on shared memory; fix it.")
     refs = st.text_input("Context files (comma-separated)", placeholder="src/reduce.cu, CMakeLists.txt")
     use_embeddings = st.toggle("Tier 3: sentence-embedding model", value=False,
-                               help="Used only when keywords and files find nothing or two domains tie.")
+                               help="Used only when keywords, code and files name no domain.")
     if st.button("Route", type="primary"):
         if not objective.strip():
             st.warning("Type a task objective first.")
         else:
             task = Task(id=f"console-{abs(hash(objective)) % 10**8}", objective=objective,
                         context_refs=[r.strip() for r in refs.split(",") if r.strip()])
-            st.session_state["try_task"] = task
-            st.session_state["try_decision"] = router(use_embeddings).route(task)
+            try:
+                st.session_state["try_decision"] = router(use_embeddings).route(task)
+                st.session_state["try_task"] = task
+            except HiMoeError as exc:  # a bad HI_MOE_ROUTER_EXAMPLES file, named with its lines
+                st.error(exc.message)
             st.session_state.pop("try_result", None)
 
     decision = st.session_state.get("try_decision")

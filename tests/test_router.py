@@ -516,3 +516,44 @@ def test_lexicon_file_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="broken.toml"):
         Lexicon.load(broken)
 
+
+
+def test_gaps_exported_for_labelling_become_tier3_examples_once_labelled(tmp_path):
+    """The loop an operator runs: export the routing gaps, label some, give the file to tier 3."""
+    from click.testing import CliRunner
+
+    from core.cli import main
+    from core.embeddings import training_examples
+    from core.registry import Registry
+    from core.tasks_io import TaskFileError
+
+    db = tmp_path / "r.db"
+    with Registry.open(db) as reg:
+        reg.record_gap("Rotate the zorblax keys on every frobnicator", reason=NO_DOMAIN_MATCH,
+                       context_refs=["ops/keys.cfg"], task_id="t-1")
+        reg.record_gap("Write a poem about spring", reason=NON_TECHNICAL)
+    runner = CliRunner()
+    home = ["--home", str(tmp_path), "--db", str(db)]
+    exported = runner.invoke(main, [*home, "gaps", "--for-labelling"])
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in exported.output.splitlines()]
+    assert [line["objective"] for line in lines] == ["Write a poem about spring",
+                                                     "Rotate the zorblax keys on every frobnicator"]
+    assert lines[1] == {"id": "t-1", "objective": "Rotate the zorblax keys on every frobnicator",
+                        "context_refs": ["ops/keys.cfg"]}  # no "expected" until someone labels it
+    listed = runner.invoke(main, [*home, "gaps", "--reason", NON_TECHNICAL, "--json"])
+    assert [g["objective"] for g in json.loads(listed.output)] == ["Write a poem about spring"]
+
+    # The operator labels one line and leaves the other unlabelled.
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(json.dumps({**lines[1], "expected": "devops"}) + "\n" + json.dumps(lines[0]) + "\n")
+    pairs = training_examples({}, labelled=None, extra=labelled)
+    assert pairs == [("Rotate the zorblax keys on every frobnicator", "devops")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"objective": "x", "expected": "rust"}\n')
+    with pytest.raises(TaskFileError, match="line 1.*rust"):
+        training_examples({}, labelled=None, extra=bad)
+    # and a bad file is one clear error from the CLI, not a traceback
+    result = CliRunner(env={"HI_MOE_ROUTER_EXAMPLES": str(bad)}).invoke(
+        main, [*home, "route", "--fleet", "seed"], input='{"objective": "hello"}\n')
+    assert result.exit_code == 2 and "HI_MOE_ROUTER_EXAMPLES" in result.output and "rust" in result.output
