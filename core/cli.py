@@ -416,16 +416,17 @@ def sync(ctx, prune, as_json) -> None:
 _UNLABELLED = object()  # a task line without an "expected" field
 
 
-def load_embedder(enabled: bool, settings: Settings):
-    """Tier 3 if asked for and installed; a warning (not a failure) when it is not installed."""
+def load_embedder(enabled: bool, settings: Settings, registry: Any = None):
+    """Tier 3 if asked for and installed (learning from the registry's labelled gaps too); a
+    warning (not a failure) when it is not installed."""
     if not enabled:
         return None
     from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
-
     from core.tasks_io import TaskFileError
 
     try:
-        return DomainEmbedder.load(settings.home / "models", extra=settings.router_examples)
+        return DomainEmbedder.load(settings.home / "models", extra=settings.router_examples,
+                                   extra_pairs=registry.labelled_gaps() if registry else ())
     except EmbeddingsUnavailable as exc:
         click.echo(f"warning: {exc.message}; routing with tiers 1-2 only", err=True)
         return None
@@ -464,7 +465,8 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
             Lexicon.for_registry(registry, settings.router_lexicon)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    router = Router(routing_table, lexicon=lexicon, embedder=load_embedder(not no_embeddings, settings),
+    router = Router(routing_table, lexicon=lexicon,
+                    embedder=load_embedder(not no_embeddings, settings, registry),
                     embedding_threshold=threshold)
     dispatcher = None
     if run:
@@ -762,34 +764,51 @@ def keywords_remove(ctx, domain, keyword) -> None:
     click.echo(f"removed {domain}: {keyword!r}")
 
 
-@main.command()
+@main.group(cls=HiMoeGroup)
+def gaps() -> None:
+    """Tasks the dispatcher sent to the base model (routing gaps), and operators' labels on them:
+    the domain that should have taken each. Tier 3 learns from the labels."""
+
+
+@gaps.command("list")
 @click.option("--since", default="7d", show_default=True)
 @click.option("--reason", help="Only this fallback reason (no_domain_match, non_technical_task, ...).")
 @click.option("--limit", default=5000, show_default=True)
 @click.option("--for-labelling", is_flag=True,
-              help='JSON lines {"id", "objective", "context_refs"} to label: add "expected" (a '
-                   "domain, or null for the base model) to the lines you want, and give the file "
-                   "to tier 3 as HI_MOE_ROUTER_EXAMPLES (or to `hi-moe route --input` to measure).")
+              help='JSON lines {"id", "objective", "context_refs"} (and "expected" where labelled): '
+                   "label the rest in the file and give it to tier 3 as HI_MOE_ROUTER_EXAMPLES, or "
+                   "to `hi-moe route --input` to measure.")
 @json_option
 @click.pass_context
-def gaps(ctx, since, reason, limit, for_labelling, as_json) -> None:
-    """Tasks the dispatcher sent to the base model, newest first: the routing gaps."""
+def gaps_list(ctx, since, reason, limit, for_labelling, as_json) -> None:
+    """The routing gaps, newest first."""
     from core.registry import Registry
+    from core.tasks_io import labelling_line
 
     with Registry.from_settings(settings_of(ctx)) as registry:
         rows = registry.gaps(since=parse_since(since), reason=reason, limit=limit)
     if for_labelling:
-        # No "expected" field: a line is learned from only once someone labels it.
         for row in rows:
-            click.echo(json.dumps({"id": row["task_id"] or f"gap-{row['id']}",
-                                   "objective": row["objective"],
-                                   "context_refs": row["context_refs"]}))
+            click.echo(json.dumps(labelling_line(row)))
         return
     emit(rows, as_json, lambda rs: table(
-        [{"time (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["ts"])), "reason": r["reason"],
-          "domains seen": ", ".join(r["extracted_domains"]),
-          "objective": r["objective"][:80]} for r in rs],
-        ["time (UTC)", "reason", "domains seen", "objective"]))
+        [{"id": r["id"], "time (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["ts"])),
+          "reason": r["reason"], "label": r["label"], "objective": r["objective"][:72]} for r in rs],
+        ["id", "time (UTC)", "reason", "label", "objective"]))
+
+
+@gaps.command("label")
+@click.argument("gap_id", type=int)
+@click.argument("domain")
+@json_option
+@click.pass_context
+def gaps_label(ctx, gap_id, domain, as_json) -> None:
+    """Say which DOMAIN should have taken gap GAP_ID ("null": the base model was right)."""
+    from core.registry import Registry
+
+    with Registry.from_settings(settings_of(ctx)) as registry:
+        gap = registry.label_gap(gap_id, domain)
+    emit(gap, as_json, lambda g: f"gap {g['id']}: {g['label']} ({g['objective'][:60]!r})")
 
 
 @main.command("metrics")

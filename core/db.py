@@ -314,3 +314,14 @@ def m003_router_keywords(db: sqlite_utils.Database) -> None:
         unique (domain, keyword)
     );
     """)
+
+
+@migration
+def m004_gap_labels(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- An operator's judgement of a routing gap: the domain that should have taken it, or 'null'
+    -- for the base model. Tier 3 learns from these (see core/embeddings.py).
+    alter table routing_gaps add column label text;
+    alter table routing_gaps add column labelled_by text;
+    alter table routing_gaps add column labelled_at text;
+    """)

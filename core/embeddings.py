@@ -33,6 +33,7 @@ import tempfile
 import tomllib
 import warnings
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from core.errors import HiMoeError
@@ -166,6 +167,17 @@ def train_prototypes(X: Any, labels: list[str], *, c: float = 4.0,
     return classes, params[0], params[1]
 
 
+def _save_npz(path: Path, **arrays: Any) -> None:
+    """Written aside, then renamed: readers see the old file or the new one, never half."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+        np.savez(handle, **arrays)
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)
+
+
 def _softmax(z: Any) -> Any:
     import numpy as np
 
@@ -208,24 +220,38 @@ class DomainEmbedder:
         if path.exists():
             with np.load(path) as saved:
                 return [str(c) for c in saved["classes"]], saved["weights"], saved["biases"]
-        classes, weights, biases = train_prototypes(self.embed([text for text, _ in pairs]),
-                                                    [label for _, label in pairs])
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".npz", delete=False) as handle:
-            np.savez(handle, classes=np.array(classes), weights=weights, biases=biases)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
+        vectors = self._embed_cached([text for text, _ in pairs], cache_dir)
+        classes, weights, biases = train_prototypes(vectors, [label for _, label in pairs])
+        _save_npz(path, classes=np.array(classes), weights=weights, biases=biases)
         for stale in cache_dir.glob("tier3-prototypes-*.npz"):  # trained on older examples
             if stale != path:
                 stale.unlink(missing_ok=True)
         return classes, weights, biases
 
+    def _embed_cached(self, texts: list[str], cache_dir: Path) -> Any:
+        """Embeddings of the training texts, each computed once per model and kept in
+        ``cache_dir``: a label added to a routing gap retrains in a second or two, not 20 s."""
+        np = self._np
+        path = cache_dir / f"tier3-embeddings-v{PROTOTYPES_VERSION}-{MAX_TOKENS}.npz"
+        known: dict[str, Any] = {}
+        if path.exists():
+            with np.load(path) as saved:
+                known = dict(zip((str(k) for k in saved["keys"]), saved["vectors"]))
+        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+        missing = {key: text for key, text in zip(keys, texts) if key not in known}
+        if missing:
+            known.update(zip(missing, self.embed(list(missing.values()))))
+            _save_npz(path, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+        return np.stack([known[key] for key in keys])
+
     @classmethod
     def load(cls, model_dir: Path | None = None, examples_file: Path | None = None,
-             labelled: Path | None = LABELLED_FILE, extra: Path | None = None) -> DomainEmbedder:
+             labelled: Path | None = LABELLED_FILE, extra: Path | None = None,
+             extra_pairs: Iterable[tuple[str, str]] = ()) -> DomainEmbedder:
         """The embedder, building the int8 ONNX model and the domain prototypes into
-        ``model_dir`` (default ``<home>/models``) on first use; ``extra``: an operator's
-        labelled tasks to learn from as well (``HI_MOE_ROUTER_EXAMPLES``)."""
+        ``model_dir`` (default ``<home>/models``) on first use. Learned from as well: ``extra``,
+        an operator's file of labelled tasks (``HI_MOE_ROUTER_EXAMPLES``), and ``extra_pairs``,
+        (text, domain) pairs such as the registry's labelled routing gaps."""
         if model_dir is None:
             from core.config import load_settings
 
@@ -233,7 +259,8 @@ class DomainEmbedder:
         source = _packaged_model()
         with open(examples_file or EXAMPLES_FILE, "rb") as handle:
             examples = tomllib.load(handle)
-        pairs = training_examples(examples, labelled, extra)  # a bad file fails before the build
+        # a bad file fails before anything is built
+        pairs = training_examples(examples, labelled, extra) + list(extra_pairs)
         model_file = model_dir / MODEL_FILE
         if not model_file.exists():
             build_model(source, model_file)

@@ -622,8 +622,35 @@ class Registry:
         clause, params = where_clause(("ts >= ?", since), ("reason = ?", reason or None))
         rows = self.db.query(f"select * from routing_gaps where {clause} order by id desc limit ?",
                              [*params, limit])
-        return [{**row, "context_refs": json.loads(row["context_refs"]),
-                 "extracted_domains": json.loads(row["extracted_domains"])} for row in rows]
+        return [self._gap(row) for row in rows]
+
+    @staticmethod
+    def _gap(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "context_refs": json.loads(row["context_refs"]),
+                "extracted_domains": json.loads(row["extracted_domains"])}
+
+    def label_gap(self, gap_id: int, expected: str | None) -> dict[str, Any]:
+        """Record the domain that should have taken a routing gap (None, "null": the base
+        model); tier 3 learns from labelled gaps. Relabelling replaces the label; audited."""
+        from core.router import expected_domain
+
+        try:
+            label = expected_domain(expected) or "null"
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        with transaction(self.db):
+            row = self.db.execute("select label from routing_gaps where id = ?", [gap_id]).fetchone()
+            if row is None:
+                raise RegistryError(f"no routing gap {gap_id}")
+            self.db.execute("update routing_gaps set label = ?, labelled_by = ?, labelled_at = ? "
+                            "where id = ?", [label, self.operator, now_iso(), gap_id])
+            self._audit("gap-label", f"gap:{gap_id}", label=label, old_label=row[0])
+        return self._gap(next(self.db.query("select * from routing_gaps where id = ?", [gap_id])))
+
+    def labelled_gaps(self) -> list[tuple[str, str]]:
+        """(objective, domain or "null") of every labelled gap, oldest first: tier 3's examples."""
+        return [(row["objective"], row["label"]) for row in self.db.query(
+            "select objective, label from routing_gaps where label is not null order by id")]
 
     # -- router keywords ----------------------------------------------------------------------
 

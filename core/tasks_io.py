@@ -1,10 +1,12 @@
-"""Reading task files for batch routing: JSON lines or CSV, with a clear error per bad row."""
+"""Task files for batch routing: JSON lines or CSV, read with a clear error per bad row; and
+routing gaps written as task lines for an operator to label."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -72,3 +74,13 @@ def read_labelled_tasks(data: bytes | str,
     if not tasks:
         raise TaskFileError(f"{filename} holds no tasks")
     return tasks, labels
+
+
+def labelling_line(gap: dict[str, Any]) -> dict[str, Any]:
+    """A routing gap as a task line to label. No "expected" until someone has labelled it: an
+    unlabelled line must never be learned from as the base model's."""
+    line = {"id": gap["task_id"] or f"gap-{gap['id']}", "objective": gap["objective"],
+            "context_refs": gap["context_refs"]}
+    if gap.get("label"):
+        line["expected"] = None if gap["label"] == "null" else gap["label"]
+    return line

@@ -10,6 +10,7 @@ import streamlit as st
 
 from console import ui
 from core.router import DOMAINS, UNSERVED, Task, domain_of, gap_terms
+from core.tasks_io import labelling_line
 
 ui.page_header("Routing gaps", "Tasks no specialist took. Frequent terms point at the next "
                "specialist to train, or at a keyword the router lacks: teach it below.")
@@ -29,8 +30,8 @@ if not view:
     st.info("No routing gaps in this window. Every task found a specialist, or none was dispatched: "
             "gaps are logged by `hi-moe route --run`, the dispatcher and the Try a task page.")
 else:
-    frame = pd.DataFrame([{"time": pd.to_datetime(g["ts"], unit="s", utc=True), "reason": g["reason"],
-                           "objective": g["objective"],
+    frame = pd.DataFrame([{"id": g["id"], "time": pd.to_datetime(g["ts"], unit="s", utc=True),
+                           "reason": g["reason"], "label": g["label"], "objective": g["objective"],
                            "extracted domains": ", ".join(g["extracted_domains"]),
                            "context files": ", ".join(g["context_refs"]), "task id": g["task_id"]}
                           for g in view])
@@ -44,13 +45,13 @@ else:
     st.dataframe(frame, hide_index=True, width="stretch")
     e1, e2 = st.columns(2)
     e1.download_button("Export CSV", frame.to_csv(index=False), file_name="routing_gaps.csv")
-    # The same lines as `hi-moe gaps --for-labelling`: no "expected" until someone labels them.
+    # The same lines as `hi-moe gaps list --for-labelling`.
     e2.download_button(
         "Export for labelling (JSON lines)", file_name="routing_gaps.jsonl",
-        data="".join(json.dumps({"id": g["task_id"] or f"gap-{g['id']}", "objective": g["objective"],
-                                 "context_refs": g["context_refs"]}) + "\n" for g in view),
-        help='Add "expected": a domain (or null for the base model) to the lines you can judge, '
-             "and point HI_MOE_ROUTER_EXAMPLES at the file: tier 3 learns from them.")
+        data="".join(json.dumps(labelling_line(g)) + "\n" for g in view),
+        help='Lines labelled here carry "expected"; add it to others you can judge and point '
+             "HI_MOE_ROUTER_EXAMPLES at the file, or measure the router on it with "
+             "`hi-moe route --input`.")
 
 
 def would_route(keyword: str, domain: str, weight: float) -> int:
@@ -104,3 +105,22 @@ if operator:
                 reg.remove_router_keyword(d, kw)
                 st.session_state["keywords_done"] = f"Removed {kw!r} from {d}."
                 st.rerun()
+
+
+st.subheader("Labels for tier 3")
+st.caption("Which specialist should have taken a gap, or null when the base model was right. Tier 3 "
+           "learns from labelled gaps the next time it routes (`hi-moe route`, or Try a task with "
+           "tier 3 on); every label is audited.")
+if done := st.session_state.pop("label_done", None):
+    st.success(done)
+if operator and view:
+    l1, l2, l3 = st.columns([3, 1, 1])
+    by_title = {f"#{g['id']}  {g['objective'][:90]}": g for g in view}
+    chosen = l1.selectbox("Gap", list(by_title))
+    label = l2.selectbox("Should have gone to", list(DOMAINS) + ["null"],
+                         help="null: the base model was the right answer (the gap is not a gap).")
+    if l3.button("Save label"):
+        with ui.operator_errors(), ui.registry() as reg:
+            gap = reg.label_gap(by_title[chosen]["id"], label)
+            st.session_state["label_done"] = f"Gap #{gap['id']} labelled {gap['label']}."
+            st.rerun()

@@ -17,20 +17,25 @@ ui.page_header("Try a task", "Route a task as the dispatcher would, with every p
                "and every candidate's score; then run it through the chosen adapter or the base model.")
 
 
-@st.cache_resource(show_spinner="Loading the sentence model for tier 3 …")
-def embedder(models: Path, examples: Path | None):
+@st.cache_resource(show_spinner="Loading the sentence model for tier 3 …", max_entries=2)
+def embedder(models: Path, examples: Path | None, labelled_gaps: tuple[tuple[str, str], ...]):
+    """Cached per set of examples: a new label on a routing gap retrains it (a second or two:
+    the examples' embeddings are cached on disk)."""
     from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
 
     try:
-        return DomainEmbedder.load(models, extra=examples)
+        return DomainEmbedder.load(models, extra=examples, extra_pairs=labelled_gaps)
     except EmbeddingsUnavailable:
         return None
 
 
 def router(use_embeddings: bool = False) -> Router:
+    if not use_embeddings:
+        return ui.router()
     cfg = ui.settings()
-    return ui.router(embedder=embedder(cfg.home / "models", cfg.router_examples)
-                     if use_embeddings else None)
+    with ui.registry() as reg:
+        labelled = tuple(reg.labelled_gaps())
+    return ui.router(embedder=embedder(cfg.home / "models", cfg.router_examples, labelled))
 
 
 single, batch = st.tabs(["One task", "Batch"])

@@ -147,6 +147,16 @@ def test_gaps_page_teaches_the_router_a_keyword(env):
     with Registry.open(env / "registry.db") as reg:
         assert [(k.domain, k.keyword, k.added_by) for k in reg.router_keywords()] == [("python", "zorblax", "alice")]
         assert reg.audit_log(action="router-keyword-add")[0].target == "python:zorblax"
+    # label a gap for tier 3: stored, audited, and shown in the table
+    gap_title = [o for o in [s for s in at.selectbox if s.label == "Gap"][0].options if "plugin" in o][0]
+    [s for s in at.selectbox if s.label == "Gap"][0].select(gap_title).run()
+    [s for s in at.selectbox if s.label == "Should have gone to"][0].select("python").run()
+    [b for b in at.button if b.label == "Save label"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("labelled python" in s.value for s in at.success)
+    with Registry.open(env / "registry.db") as reg:
+        assert reg.labelled_gaps() == [("The zorblax plugin fails to import", "python")]
+        assert reg.audit_log(action="gap-label")[0].operator == "alice"
     # the dispatcher's router (Try a task) now sends such a task to the python specialist
     at.switch_page("../pages/try_task.py").run()
     at.text_area[0].input("Why does zorblax crash on start?").run()

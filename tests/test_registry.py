@@ -49,6 +49,7 @@ def test_older_file_is_upgraded_in_place(tmp_path):
     db.execute("insert into _migrations (name, applied_at) values (?, 0)", [name])
     Registry(db).register(manifest("/a/python/v1.0.0"), name="python-lora", version="1.0.0",
                           domains=["python"])
+    Registry(db).record_gap("Rotate the frobnicator keys", reason="no_domain_match")
     db.conn.close()
 
     with Registry.open(path) as reg:
@@ -56,6 +57,32 @@ def test_older_file_is_upgraded_in_place(tmp_path):
         assert "alerts" in reg.db.table_names()
         assert reg.get("python-lora", "1.0.0").lora_int_id == 1
         assert apply_migrations(reg.db) == []  # idempotent
+        # a gap recorded before labels existed can be labelled after the upgrade
+        gap = reg.gaps()[0]
+        assert gap["label"] is None
+        assert reg.label_gap(gap["id"], "devops")["label"] == "devops"
+
+
+def test_gap_labels_are_validated_audited_and_feed_tier3(tmp_path):
+    with Registry.open(tmp_path / "r.db", operator="alice") as reg:
+        reg.record_gap("Rotate the frobnicator keys", reason="no_domain_match")
+        reg.record_gap("Write a haiku about rain", reason="non_technical_task")
+        first, second = sorted(g["id"] for g in reg.gaps())
+        with pytest.raises(RegistryError, match="'rust' is not a domain"):
+            reg.label_gap(first, "rust")
+        with pytest.raises(RegistryError, match="no routing gap 999"):
+            reg.label_gap(999, "devops")
+        assert reg.labelled_gaps() == []  # nothing half-written
+        reg.label_gap(first, "python")
+        reg.label_gap(first, "devops")  # relabelled
+        reg.label_gap(second, None)  # the base model was right
+        assert reg.labelled_gaps() == [("Rotate the frobnicator keys", "devops"),
+                                       ("Write a haiku about rain", "null")]
+        entries = reg.audit_log(action="gap-label")
+        assert [(e.target, e.details["label"], e.details["old_label"]) for e in reversed(entries)] == [
+            (f"gap:{first}", "python", None), (f"gap:{first}", "devops", "python"),
+            (f"gap:{second}", "null", None)]
+        assert entries[0].operator == "alice"
 
 
 def test_ids_start_at_one_and_are_never_reused(registry):

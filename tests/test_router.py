@@ -519,7 +519,8 @@ def test_lexicon_file_errors_are_clear(tmp_path):
 
 
 def test_gaps_exported_for_labelling_become_tier3_examples_once_labelled(tmp_path):
-    """The loop an operator runs: export the routing gaps, label some, give the file to tier 3."""
+    """The loop an operator runs: list the routing gaps, label them (in the registry, or in an
+    exported file), and tier 3 learns from the labels."""
     from click.testing import CliRunner
 
     from core.cli import main
@@ -534,26 +535,54 @@ def test_gaps_exported_for_labelling_become_tier3_examples_once_labelled(tmp_pat
         reg.record_gap("Write a poem about spring", reason=NON_TECHNICAL)
     runner = CliRunner()
     home = ["--home", str(tmp_path), "--db", str(db)]
-    exported = runner.invoke(main, [*home, "gaps", "--for-labelling"])
+    exported = runner.invoke(main, [*home, "gaps", "list", "--for-labelling"])
     assert exported.exit_code == 0, exported.output
     lines = [json.loads(line) for line in exported.output.splitlines()]
     assert [line["objective"] for line in lines] == ["Write a poem about spring",
                                                      "Rotate the zorblax keys on every frobnicator"]
     assert lines[1] == {"id": "t-1", "objective": "Rotate the zorblax keys on every frobnicator",
                         "context_refs": ["ops/keys.cfg"]}  # no "expected" until someone labels it
-    listed = runner.invoke(main, [*home, "gaps", "--reason", NON_TECHNICAL, "--json"])
+    listed = runner.invoke(main, [*home, "gaps", "list", "--reason", NON_TECHNICAL, "--json"])
     assert [g["objective"] for g in json.loads(listed.output)] == ["Write a poem about spring"]
 
-    # The operator labels one line and leaves the other unlabelled.
-    labelled = tmp_path / "labelled.jsonl"
-    labelled.write_text(json.dumps({**lines[1], "expected": "devops"}) + "\n" + json.dumps(lines[0]) + "\n")
-    pairs = training_examples({}, labelled=None, extra=labelled)
+    # Labelled in the registry: the export carries the label, and tier 3's examples include it.
+    poem_id = json.loads(listed.output)[0]["id"]
+    labelled = runner.invoke(main, [*home, "gaps", "label", str(poem_id), "null"])
+    assert labelled.exit_code == 0 and "null" in labelled.output
+    bad_label = runner.invoke(main, [*home, "gaps", "label", str(poem_id), "rust"])
+    assert bad_label.exit_code == 1 and "'rust' is not a domain" in bad_label.output
+    again = runner.invoke(main, [*home, "gaps", "list", "--for-labelling"])
+    assert json.loads(again.output.splitlines()[0])["expected"] is None
+    with Registry.open(db) as reg:
+        assert reg.labelled_gaps() == [("Write a poem about spring", "null")]
+
+    # Labelled in a file (HI_MOE_ROUTER_EXAMPLES): unlabelled lines are not learned from.
+    labelled_file = tmp_path / "labelled.jsonl"
+    labelled_file.write_text(json.dumps({**lines[1], "expected": "devops"}) + "\n"
+                             + json.dumps({"objective": "an unlabelled line"}) + "\n")
+    pairs = training_examples({}, labelled=None, extra=labelled_file)
     assert pairs == [("Rotate the zorblax keys on every frobnicator", "devops")]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"objective": "x", "expected": "rust"}\n')
     with pytest.raises(TaskFileError, match="line 1.*rust"):
         training_examples({}, labelled=None, extra=bad)
-    # and a bad file is one clear error from the CLI, not a traceback
+    # and a bad file is one clear error from the CLI, before any model is built
     result = CliRunner(env={"HI_MOE_ROUTER_EXAMPLES": str(bad)}).invoke(
         main, [*home, "route", "--fleet", "seed"], input='{"objective": "hello"}\n')
     assert result.exit_code == 2 and "HI_MOE_ROUTER_EXAMPLES" in result.output and "rust" in result.output
+    assert not (tmp_path / "models").exists()
+
+
+def test_tier3_examples_are_embedded_once_and_labels_retrain_it(real_embedder, tmp_path, monkeypatch):
+    pairs = [("Fix the flaky pytest fixture", "python"), ("Write a CUDA kernel", "cuda"),
+             ("Plan a birthday party", "null")]
+    first = real_embedder._prototypes(pairs, tmp_path)
+    cache = next(tmp_path.glob("tier3-embeddings-*.npz"))
+    calls = []
+    embed = real_embedder.embed
+    monkeypatch.setattr(real_embedder, "embed", lambda texts: calls.append(list(texts)) or embed(texts))
+    second = real_embedder._prototypes(pairs + [("Rotate the frobnicator keys", "devops")], tmp_path)
+    assert calls == [["Rotate the frobnicator keys"]]  # only the new example is embedded
+    assert first[0] == ["cuda", "null", "python"] and second[0] == ["cuda", "devops", "null", "python"]
+    assert len(list(tmp_path.glob("tier3-prototypes-*.npz"))) == 1  # the older prototypes are gone
+    assert cache.exists()
