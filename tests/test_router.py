@@ -360,7 +360,8 @@ HOLDOUT_LEFT = {
     "holdout56-002", "holdout57-002", "holdout67-014", "holdout68-007", "holdout70-009",
     "holdout70-016", "holdout72-002", "holdout77-003", "holdout77-010", "holdout77-017",
     "holdout79-000", "holdout79-003", "holdout79-016", "holdout81-000", "holdout81-001",
-    "holdout81-008", "holdout81-009", "holdout81-019"}
+    "holdout81-008", "holdout81-009", "holdout81-019", "holdout82-001", "holdout82-002",
+    "holdout82-004", "holdout82-005", "holdout82-010", "holdout82-011", "holdout82-014"}
 
 
 def test_holdout_misses_are_only_the_known_ones(seed_router):
