@@ -117,25 +117,23 @@ def build_model(source: Path, target: Path) -> Path:
 
 def training_examples(examples: dict[str, dict], labelled: Path | None = LABELLED_FILE,
                       extra: Path | None = None) -> list[tuple[str, str]]:
-    """(text, domain) pairs: every domain's description and examples, the packaged labelled
-    tasks, then ``extra``: an operator's labelled tasks (JSONL or CSV, read as ``hi-moe route``
-    reads them; rows without an ``expected`` field are not learned from; an expected of null is
-    the base model's, "null"). A bad extra file is a TaskFileError naming its bad lines."""
+    """(text, domain) pairs: every domain's description and examples, then the labelled tasks of
+    ``labelled`` (the packaged holdout) and ``extra`` (an operator's file), both read as
+    ``hi-moe route`` reads labelled files: JSONL or CSV, an ``expected`` of null is the base
+    model's ("null"), a line without ``expected`` is not learned from, and a bad file is a
+    TaskFileError naming its bad lines."""
+    from core.tasks_io import TaskFileError, read_labelled_tasks
+
     pairs = [(text, domain) for domain, table in examples.items()
              for text in [table.get("description", ""), *table.get("examples", [])] if text]
-    if labelled is not None:
-        for line in Path(labelled).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                pairs.append((row["objective"], row.get("expected") or "null"))
-    if extra is not None:
-        from core.tasks_io import TaskFileError, read_labelled_tasks
-
+    for path in (labelled, extra):
+        if path is None:
+            continue
         try:
-            data = Path(extra).read_bytes()
+            data = Path(path).read_bytes()
         except OSError as exc:
-            raise TaskFileError(f"tier 3 examples {extra}: {exc.strerror}") from None
-        tasks, labels = read_labelled_tasks(data, str(extra))
+            raise TaskFileError(f"tier 3 examples {path}: {exc.strerror}") from None
+        tasks, labels = read_labelled_tasks(data, str(path))
         pairs += [(task.objective, labels[task.id] or "null") for task in tasks if task.id in labels]
     return pairs
 
@@ -232,7 +230,7 @@ class DomainEmbedder:
         """Embeddings of the training texts, each computed once per model and kept in
         ``cache_dir``: a label added to a routing gap retrains in a second or two, not 20 s."""
         np = self._np
-        path = cache_dir / f"tier3-embeddings-v{PROTOTYPES_VERSION}-{MAX_TOKENS}.npz"
+        path = cache_dir / f"tier3-embeddings-{Path(MODEL_FILE).stem}-{MAX_TOKENS}.npz"
         known: dict[str, Any] = {}
         if path.exists():
             with np.load(path) as saved:
@@ -241,7 +239,12 @@ class DomainEmbedder:
         missing = {key: text for key, text in zip(keys, texts) if key not in known}
         if missing:
             known.update(zip(missing, self.embed(list(missing.values()))))
-            _save_npz(path, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+            current = dict.fromkeys(keys)  # examples no longer used are dropped from the cache
+            _save_npz(path, keys=np.array(list(current)),
+                      vectors=np.stack([known[key] for key in current]))
+            for stale in cache_dir.glob("tier3-embeddings-*.npz"):  # of another model
+                if stale != path:
+                    stale.unlink(missing_ok=True)
         return np.stack([known[key] for key in keys])
 
     @classmethod
