@@ -29,6 +29,14 @@ def embedder(models: Path, examples: Path | None, labelled_gaps: tuple[tuple[str
         return None
 
 
+def tier3_ready() -> bool:
+    """Tier 3 is on by default once its model is built (`make demo` builds it): a first use
+    would otherwise wait ~25 s for the build."""
+    from core.embeddings import MODEL_FILE
+
+    return (ui.settings().home / "models" / MODEL_FILE).exists()
+
+
 def router(use_embeddings: bool = False) -> Router:
     if not use_embeddings:
         return ui.router()
@@ -43,7 +51,7 @@ with single:
     objective = st.text_area("Task objective", height=120,
                              placeholder="e.g. The CUDA kernel in reduce.cu races on shared memory; fix it.")
     refs = st.text_input("Context files (comma-separated)", placeholder="src/reduce.cu, CMakeLists.txt")
-    use_embeddings = st.toggle("Tier 3: sentence-embedding model", value=False,
+    use_embeddings = st.toggle("Tier 3: sentence-embedding model", value=tier3_ready(),
                                help="Used only when keywords, code and files name no domain.")
     if st.button("Route", type="primary"):
         if not objective.strip():
@@ -134,6 +142,8 @@ with batch:
                               "(id, objective, context_refs separated by ';'); with an 'expected' "
                               "domain (or null) per task, the page also scores the router",
                               type=["jsonl", "json", "csv"])
+    batch_tier3 = st.toggle("Tier 3 for tasks tiers 1-2 cannot place", value=tier3_ready(),
+                            key="batch_tier3", help="About 10 ms for each such task.")
     if upload is not None:
         try:
             tasks, labels = read_labelled_tasks(upload.getvalue(), upload.name)
@@ -141,7 +151,7 @@ with batch:
             st.error(exc.message)
             tasks, labels = [], {}
         if tasks:
-            r = router(False)
+            r = router(batch_tier3)
             decisions = [r.route(t) for t in tasks]
             lines = [d.line() | {"objective": t.objective} for t, d in zip(tasks, decisions)]
             if labels:

@@ -162,3 +162,13 @@ def test_gaps_page_teaches_the_router_a_keyword(env):
     at.text_area[0].input("Why does zorblax crash on start?").run()
     [b for b in at.button if b.label == "Route"][0].click().run()
     assert any("python-lora" in s.value for s in at.success)
+
+
+def test_try_a_task_turns_tier3_on_once_its_model_is_built(env):
+    from core.embeddings import MODEL_FILE
+
+    toggles = lambda at: {t.label: t.value for t in at.toggle}  # noqa: E731
+    assert not any(toggles(run_page("try_task")).values())  # not built: off, no 25 s first wait
+    (env / "models").mkdir()
+    (env / "models" / MODEL_FILE).write_bytes(b"")  # what `make demo` leaves behind
+    assert all(toggles(run_page("try_task")).values()) and len(toggles(run_page("try_task"))) == 2
