@@ -292,7 +292,7 @@ _FLAG_TOKENS: list[tuple[str, Any]] = (
 class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
-    kind: str    # keyword | code | word_problem | file | text_file | embedding
+    kind: str    # keyword | deliverable | code | word_problem | file | text_file | embedding
     match: str
     weight: float
 
@@ -386,6 +386,14 @@ class Lexicon:
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
+        # "Write [a README] for the Helm chart": the opening verbs whose object names the
+        # deliverable, and the verbs that name it themselves ("Document the payloads")
+        self.deliverable_verbs = frozenset(verb.lower().encode()
+                                           for verb in settings.get("deliverable_verbs", ()))
+        implied = {verb.lower().encode(): noun.lower()
+                   for verb, noun in settings.get("implied_deliverables", {}).items()}
+        self.deliverable_verbs |= implied.keys()
+        self.deliverables: dict[bytes, tuple[Evidence, ...]] = {}
         # padded needle -> [label, [(domain, weight), ...], needs a longer token, [marks]]
         self._needles: dict[str, list[Any]] = {}
         # "^document": the task's first word (an imperative names the deliverable)
@@ -401,6 +409,8 @@ class Lexicon:
                                  f"{UNSERVED}")
             for keyword, weight in tables.get("keywords", {}).items():
                 self._add_keyword(keyword.lower(), domain, float(weight))
+            for noun, weight in tables.get("deliverables", {}).items():
+                self._add_deliverable(noun.lower(), domain, float(weight))
             for pattern, weight in tables.get("files", {}).items():
                 pattern = pattern.lower()
                 if pattern.endswith("/"):
@@ -435,6 +445,26 @@ class Lexicon:
         self.automaton = ahocorasick_rs.BytesAhoCorasick(
             [needle.encode() for needle in self._needles],
             implementation=ahocorasick_rs.Implementation.DFA)
+
+        self.implied_deliverables: dict[bytes, tuple[Evidence, ...]] = {}
+        for verb, noun in implied.items():
+            if noun.encode() not in self.deliverables:
+                raise ValueError(f"implied deliverable {verb.decode()!r} = {noun!r}: "
+                                 f"{noun!r} is not in any [DOMAIN.deliverables] table")
+            self.implied_deliverables[verb] = tuple(
+                Evidence(1, e.domain, "deliverable", f"{verb.decode()} ({noun})", e.weight)
+                for e in self.deliverables[noun.encode()])
+
+    def _add_deliverable(self, noun: str, domain: str, weight: float) -> None:
+        tokens = noun.split()
+        if not 1 <= len(tokens) <= 2 or any(not _TOKEN.fullmatch(t.replace("-", "_"))
+                                            for t in tokens):
+            raise ValueError(f"deliverable {noun!r}: give one or two words ('readme', "
+                             "'release notes')")
+        plural = _plural(tokens[-1])
+        for form in {" ".join(tokens), " ".join([*tokens[:-1], plural]) if plural else None} - {None}:
+            self.deliverables[form.encode()] = (*self.deliverables.get(form.encode(), ()),
+                                                Evidence(1, domain, "deliverable", noun, weight))
 
     def _needle(self, needle: str, label: str) -> list[Any]:
         return self._needles.setdefault(needle, [label, [], False, []])
@@ -608,6 +638,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     first_word = words[0] if words else b""
     if first_word in lexicon.leading:
         evidence += lexicon.leading[first_word]
+    if first_word in lexicon.deliverable_verbs:
+        evidence += _deliverable(lower, first_word, lexicon)
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
     # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "`").
@@ -634,11 +666,13 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
     if b"^" in marks and _found_at(text, "^", _POWER):
         evidence.append(Evidence(1, "math", "notation", "algebraic power", lexicon.word_problem_weight))
-    if not has_code and b"=" in marks and (
-            (b"|" in marks and _found_at(text, "|", _ABSOLUTE_VALUE))
-            or _has_coefficient_term(lower, separated)
-            or _has_letter_equation(text)
-            or _defines_function(text)):
+    # An equation, or an absolute value in an equation or inequality (|2x - 3| < 5).
+    if not has_code and (
+            (b"|" in marks and (b"=" in marks or b"<" in marks or b">" in marks)
+             and _found_at(text, "|", _ABSOLUTE_VALUE))
+            or b"=" in marks and (_has_coefficient_term(lower, separated)
+                                  or _has_letter_equation(text)
+                                  or _defines_function(text))):
         evidence.append(Evidence(1, "math", "notation", "equation", lexicon.word_problem_weight))
 
     # Tier 1: a table named by a plural noun ("join the users and orders tables")
@@ -705,6 +739,38 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
 
 
 _first = itemgetter(0)
+
+# The object of an opening verb ends at the first of these words or at punctuation: "Write [a
+# README] for the Helm chart", "Add [comments] to the Dockerfile explaining ...".
+_PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without from into onto
+    by at as and or so explaining describing listing covering showing using""".split())
+_PHRASE_WORDS = 6
+_DETERMINERS = frozenset(b"""the a an our every each all this these those its their your my any
+    how what why which when where""".split())
+
+
+def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
+    """Tier 1: the deliverable the task's opening verb asks for, named by the last word (or two)
+    of its object: "Write a README for the Helm chart" delivers a README, whatever it is about."""
+    words = lower.split(None, _PHRASE_WORDS + 1)[1:_PHRASE_WORDS + 1]
+    phrase: list[bytes] = []
+    for word in words:
+        word = word.strip(b"'\"`*")
+        ends = bool(word) and word[-1] in b",:;.!?)"
+        word = word.rstrip(b",:;.!?)").split(b".", 1)[0]  # README.md: a README
+        if not word or word in _PHRASE_BREAKS or b"(" in word:
+            break
+        phrase.append(word)
+        if ends:
+            break
+    if phrase:
+        found = (lexicon.deliverables.get(b" ".join(phrase[-2:]))
+                 or lexicon.deliverables.get(phrase[-1]))
+        if found:
+            return found
+    if verb in lexicon.implied_deliverables and words and words[0] in _DETERMINERS:
+        return lexicon.implied_deliverables[verb]  # "Document the payloads", not "Document upload fails"
+    return ()
 
 
 def decide(evidence: list[Evidence], lexicon: Lexicon,

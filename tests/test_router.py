@@ -90,6 +90,41 @@ def test_leading_word_and_file_name_name_the_deliverable(lexicon):
     assert extract(Task(objective="Fix it", context_refs=["charts/api/NOTES.txt"]), lexicon).scores == {"devops": 2.5}
 
 
+def test_the_opening_verbs_object_names_the_deliverable(lexicon):
+    # a document is the deliverable whatever its subject: the Helm chart's words do not win
+    task = "Create a README for the Helm chart listing every value in values.yaml."
+    refs = ["charts/app/README.md", "charts/app/values.yaml"]
+    assert domains(task, lexicon, refs) == ["docs"]
+    ex = extract(Task(objective=task, context_refs=refs), lexicon)
+    assert [(e.domain, e.match) for e in ex.evidence if e.kind == "deliverable"] == [("docs", "readme")]
+    # the object ends at a preposition or punctuation; its last word or two name the deliverable
+    assert domains("Add comments to the Dockerfile explaining each stage.", lexicon,
+                   ["Dockerfile"])[0] == "docs"
+    assert domains("Write the release notes: the new flag, and the removed Python 3.8 support",
+                   lexicon) == ["docs"]
+    # code about documents is code: a script that writes the changelog, a docstring checker
+    assert domains("Write a script that generates the changelog from the git log.", lexicon,
+                   ["scripts/changelog.py"]) == ["python"]
+    assert domains("Add a test that fails if any public function has no docstring.", lexicon,
+                   ["tests/test_docstrings.py"]) == ["python"]
+    # the deliverable is the verb's object, not any document the task mentions
+    assert domains("Add a comments section under each blog post.", lexicon,
+                   ["src/pages/posts/[slug].tsx"]) == ["web"]
+    assert domains("Write a product description for a handmade leather notebook.", lexicon) == []
+
+
+def test_a_verb_that_names_its_deliverable(lexicon):
+    refs = ["docs/ci.md", ".github/workflows/"]
+    ex = extract(Task(objective="Document the GitHub Actions workflows: what each one does.",
+                      context_refs=refs), lexicon)
+    assert ex.domains == ["docs"]
+    assert ("docs", "document (documentation)") in {(e.domain, e.match) for e in ex.evidence}
+    # "Document" as a noun is not the verb
+    ex = extract(Task(objective="Document upload fails with a 413 for files over 10 MB behind nginx."),
+                 lexicon)
+    assert not [e for e in ex.evidence if e.kind == "deliverable"]
+
+
 def test_negative_weight_takes_evidence_back(lexicon):
     assert domains("Explain the CAP theorem with an example.", lexicon) == []
     assert domains("Prove the theorem for every n.", lexicon) == ["math"]
@@ -361,7 +396,9 @@ HOLDOUT_LEFT = {
     "holdout70-016", "holdout72-002", "holdout77-003", "holdout77-010", "holdout77-017",
     "holdout79-000", "holdout79-003", "holdout79-016", "holdout81-000", "holdout81-001",
     "holdout81-008", "holdout81-009", "holdout81-019", "holdout82-001", "holdout82-002",
-    "holdout82-004", "holdout82-005", "holdout82-010", "holdout82-011", "holdout82-014"}
+    "holdout82-004", "holdout82-005", "holdout82-010", "holdout82-011", "holdout82-014",
+    "holdout85-011", "holdout87-013", "holdout87-015", "holdout88-009", "holdout88-018",
+    "holdout91-013"}
 
 
 def test_holdout_misses_are_only_the_known_ones(seed_router):
@@ -517,6 +554,14 @@ def test_lexicon_file_errors_are_clear(tmp_path):
     broken.write_text("[python.keywords]\npytest = 3\npytest = 4\n")
     with pytest.raises(ValueError, match="broken.toml"):
         Lexicon.load(broken)
+    long = tmp_path / "long.toml"
+    long.write_text('[docs.deliverables]\n"getting started guide" = 9\n')
+    with pytest.raises(ValueError, match="'getting started guide': give one or two words"):
+        Lexicon.load(long)
+    orphan = tmp_path / "orphan.toml"
+    orphan.write_text('[settings]\nimplied_deliverables = { document = "documentation" }\n')
+    with pytest.raises(ValueError, match="'documentation' is not in any"):
+        Lexicon.load(orphan)
 
 
 
