@@ -745,6 +745,8 @@ _first = itemgetter(0)
 _PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without from into onto
     by at as and or so explaining describing listing covering showing using""".split())
 _PHRASE_WORDS = 6
+# "a README section", "a FAQ entry": a part of a deliverable is that deliverable
+_DOCUMENT_PARTS = frozenset(b"entry entries section sections page pages note notes paragraph block blocks example examples chapter step steps".split())
 _DETERMINERS = frozenset(b"""the a an our every each all this these those its their your my any
     how what why which when where""".split())
 
@@ -763,13 +765,19 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         phrase.append(word)
         if ends:
             break
+    if verb in lexicon.implied_deliverables:
+        # "Document the shell scripts": the verb names the deliverable, its object the subject.
+        # Not "Document upload fails": a noun, no determiner after it.
+        if words and words[0] in _DETERMINERS:
+            return lexicon.implied_deliverables[verb]
+        return ()
     if phrase:
         found = (lexicon.deliverables.get(b" ".join(phrase[-2:]))
                  or lexicon.deliverables.get(phrase[-1]))
+        if not found and len(phrase) > 1 and phrase[-1] in _DOCUMENT_PARTS:
+            found = lexicon.deliverables.get(phrase[-2])  # "a troubleshooting entry", "a docs block"
         if found:
             return found
-    if verb in lexicon.implied_deliverables and words and words[0] in _DETERMINERS:
-        return lexicon.implied_deliverables[verb]  # "Document the payloads", not "Document upload fails"
     return ()
 
 
