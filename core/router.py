@@ -176,6 +176,8 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("python", "\nimport ", "import", re.compile(r"\nimport\s+[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)")),
     ("python", "\nfrom ", "from", re.compile(r"\nfrom\s+[\w.]+\s+import\s")),
     ("python", "`from ", "from", re.compile(r"`from\s+[\w.]+\s+import\s+(\*|\w)")),  # inline code
+    # a test written as Python's assert statement (Java's ends with ";", C's assert is a call)
+    ("python", "assert ", "assert", re.compile(r"assert\s+\w+\([^\n;]*\)\s*==\s*[^=\n;]+(\n|$)")),
     ("data", "select ", "select", re.compile(r"select\s+[\w*,. ()]+?\s+from\s+\w", re.I)),
     ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
     ("data", "pd.", "pd", re.compile(r"pd\.(DataFrame|Series|read_\w+|concat|merge|to_datetime)\(")),
@@ -745,38 +747,63 @@ _first = itemgetter(0)
 _PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without from into onto
     by at as and or so explaining describing listing covering showing using""".split())
 _PHRASE_WORDS = 6
+_DESTINATION_WORDS = 4
+_DESTINATIONS = frozenset((b"to", b"in", b"into"))
 # "a README section", "a FAQ entry": a part of a deliverable is that deliverable
 _DOCUMENT_PARTS = frozenset(b"entry entries section sections page pages note notes paragraph block blocks example examples chapter step steps".split())
 _DETERMINERS = frozenset(b"""the a an our every each all this these those its their your my any
     how what why which when where""".split())
 
 
-def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
-    """Tier 1: the deliverable the task's opening verb asks for, named by the last word (or two)
-    of its object: "Write a README for the Helm chart" delivers a README, whatever it is about."""
-    words = lower.split(None, _PHRASE_WORDS + 1)[1:_PHRASE_WORDS + 1]
+def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes], bytes, int]:
+    """The noun phrase at ``words[start]``: its words, the break word that ended it (b"" at
+    punctuation or the limit) and the index after it."""
     phrase: list[bytes] = []
-    for word in words:
-        word = word.strip(b"'\"`*")
+    index = start
+    while index < len(words) and len(phrase) < limit:
+        word = words[index].strip(b"'\"`*")
         ends = bool(word) and word[-1] in b",:;.!?)"
         word = word.rstrip(b",:;.!?)").split(b".", 1)[0]  # README.md: a README
-        if not word or word in _PHRASE_BREAKS or b"(" in word:
+        index += 1
+        if word in _PHRASE_BREAKS:
+            return phrase, word, index
+        if not word or b"(" in word:
             break
         phrase.append(word)
         if ends:
             break
+    return phrase, b"", index
+
+
+def _named_deliverable(phrase: list[bytes], lexicon: Lexicon) -> tuple[Evidence, ...] | None:
+    if not phrase:
+        return None
+    found = lexicon.deliverables.get(b" ".join(phrase[-2:])) or lexicon.deliverables.get(phrase[-1])
+    if not found and len(phrase) > 1 and phrase[-1] in _DOCUMENT_PARTS:
+        found = lexicon.deliverables.get(phrase[-2])  # "a troubleshooting entry", "a docs block"
+    return found
+
+
+def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
+    """Tier 1: the deliverable the task's opening verb asks for, named by the last word (or two)
+    of its object: "Write a README for the Helm chart" delivers a README, whatever it is about."""
+    words = lower.split(None, _PHRASE_WORDS + _DESTINATION_WORDS + 2)[1:]
     if verb in lexicon.implied_deliverables:
         # "Document the shell scripts": the verb names the deliverable, its object the subject.
         # Not "Document upload fails": a noun, no determiner after it.
         if words and words[0] in _DETERMINERS:
             return lexicon.implied_deliverables[verb]
         return ()
-    if phrase:
-        found = (lexicon.deliverables.get(b" ".join(phrase[-2:]))
-                 or lexicon.deliverables.get(phrase[-1]))
-        if not found and len(phrase) > 1 and phrase[-1] in _DOCUMENT_PARTS:
-            found = lexicon.deliverables.get(phrase[-2])  # "a troubleshooting entry", "a docs block"
-        if found:
+    phrase, stop, end = _noun_phrase(words, 0, _PHRASE_WORDS)
+    found = _named_deliverable(phrase, lexicon)
+    if found:
+        return found
+    if stop in _DESTINATIONS:
+        # "Add a 'Supported versions' table to the README", "Fix the typo in the tutorial": what
+        # the object goes into is the deliverable (if it is one: code there is only the place)
+        place, _, _ = _noun_phrase(words, end, _DESTINATION_WORDS)
+        found = _named_deliverable(place, lexicon)
+        if found and all(e.weight > 0 for e in found):
             return found
     return ()
 

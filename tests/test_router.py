@@ -111,6 +111,11 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     assert domains("Add a comments section under each blog post.", lexicon,
                    ["src/pages/posts/[slug].tsx"]) == ["web"]
     assert domains("Write a product description for a handmade leather notebook.", lexicon) == []
+    # what the object goes into may be the document: a table added to the README
+    assert domains("Add a 'Supported versions' table to the README listing the Python and Django "
+                   "versions each release supports.", lexicon, ["README.md"]) == ["docs"]
+    assert domains("Add a column to the orders table for the refund reason.", lexicon,
+                   ["sql/orders.sql"]) == ["data"]
     # a part of a document named with the document is that document
     assert domains("Add a troubleshooting entry for 'CUDA out of memory' during training.", lexicon,
                    ["docs/troubleshooting.md"]) == ["docs"]
@@ -179,6 +184,15 @@ def test_code_shapes(lexicon):
     assert domains("What is the difference between == and === ?", lexicon) == ["web"]
     assert domains("if (user !== null) return", lexicon) == ["web"]
     assert domains("Release notes\n=============\n\nFixed the login bug.", lexicon) != ["web"]
+
+
+def test_a_python_assert_names_the_language(lexicon):
+    task = ("Write a function to find the second largest number in a list. "
+            "assert second_largest([10, 20, 4, 45, 99]) == 45")
+    assert domains(task, lexicon) == ["python"]
+    # Java's assert ends with a semicolon; C's is a call
+    assert "python" not in domains("Fix the test: assert total(items) == 3;", lexicon)
+    assert "python" not in domains("Why does assert(count(list) == 3) abort?", lexicon)
 
 
 def test_word_problem_is_math(lexicon):
@@ -404,7 +418,7 @@ HOLDOUT_LEFT = {
     "holdout81-008", "holdout81-009", "holdout81-019", "holdout82-001", "holdout82-002",
     "holdout82-004", "holdout82-005", "holdout82-010", "holdout82-011", "holdout82-014",
     "holdout85-011", "holdout87-013", "holdout87-015", "holdout88-009", "holdout88-018",
-    "holdout91-013", "holdout93-005", "holdout95-007"}
+    "holdout91-013", "holdout93-005", "holdout95-007", "holdout97-011"}
 
 
 def test_holdout_misses_are_only_the_known_ones(seed_router):
