@@ -388,6 +388,7 @@ class Lexicon:
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
+        self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
         # "Write [a README] for the Helm chart": the opening verbs whose object names the
         # deliverable, and the verbs that name it themselves ("Document the payloads")
         self.deliverable_verbs = frozenset(verb.lower().encode()
@@ -717,8 +718,12 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.
     if task.context_refs or text_files:
-        file_hits = [(weight, domain, f"{ref} ({label})", "file")
-                     for ref in task.context_refs for domain, weight, label in _file_hits(lexicon, ref)]
+        file_hits = []
+        documents_only = bool(task.context_refs)
+        for ref in task.context_refs:
+            hits = _file_hits(lexicon, ref)
+            documents_only = documents_only and bool(hits) and all(hit[0] == "docs" for hit in hits)
+            file_hits += [(weight, domain, f"{ref} ({label})", "file") for domain, weight, label in hits]
         if text_files:
             ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}
             factor = lexicon.text_file_factor
@@ -736,6 +741,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             n = per_domain.get(domain, 0)
             per_domain[domain] = n + 1
             evidence.append(Evidence(2, domain, kind, label, weight / (2 ** n)))
+        if documents_only:
+            # every file the task touches is a document (README.md, docs/install.md): so is what
+            # it delivers, whatever the text is about (192 labelled tasks, all documentation)
+            evidence.append(Evidence(2, "docs", "deliverable", "only documents in the refs",
+                                     lexicon.documents_only_weight))
 
     return decide(evidence, lexicon)
 
