@@ -32,7 +32,8 @@ from core.dispatch import Dispatcher  # noqa: E402
 from core.lifecycle import Operations  # noqa: E402
 from core.localserver import demo_server_options, start_server, stop_server  # noqa: E402
 from core.registry import Registry  # noqa: E402
-from core.router import Router, RoutingTable, Task, plan_batches  # noqa: E402
+from core.evidence import Task  # noqa: E402
+from core.router import Router, RoutingTable, plan_batches  # noqa: E402
 from core.vllm import AsyncVLLMClient, Fleet  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 

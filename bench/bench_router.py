@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.router import DOMAINS, RoutableVersion, Router, RoutingTable, Task  # noqa: E402
+from core.evidence import DOMAINS, Task  # noqa: E402
+from core.router import RoutableVersion, Router, RoutingTable  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 FILLER = ("The service has been in production for two years and the team would like the change "

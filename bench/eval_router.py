@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.router import (Router, RoutingTable, Task, accuracy_by_domain, domain_of,  # noqa: E402
+from core.evidence import Task  # noqa: E402
+from core.router import (Router, RoutingTable, accuracy_by_domain, domain_of,  # noqa: E402
                          expected_domain)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from core.embeddings import (EXAMPLES_FILE, LABELLED_FILE, MAX_TOKENS, DomainEmbedder,  # noqa: E402
                              _packaged_model, _softmax, train_prototypes, training_examples)
-from core.router import Router, RoutingTable, Task, domain_of  # noqa: E402
+from core.evidence import Task  # noqa: E402
+from core.router import Router, RoutingTable, domain_of  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 VERBOSE = False

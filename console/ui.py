@@ -17,7 +17,8 @@ from console.auth import OperatorConfigError, authenticate, parse_operators
 from core.config import Settings, load_settings
 from core.errors import HiMoeError
 from core.registry import Registry
-from core.router import Lexicon, Router, RoutingTable
+from core.evidence import Lexicon
+from core.router import Router, RoutingTable
 from core.vllm import Fleet
 
 FLEET_TIMEOUT = 10.0

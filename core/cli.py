@@ -452,8 +452,8 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
     from pydantic import ValidationError
 
     from core.registry import Registry
-    from core.router import (Lexicon, Router, RoutingTable, Task, accuracy_by_domain, domain_of,
-                             expected_domain)
+    from core.evidence import Lexicon, Task
+    from core.router import Router, RoutingTable, accuracy_by_domain, domain_of, expected_domain
 
     settings = settings_of(ctx)
     if run and fleet:

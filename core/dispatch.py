@@ -16,7 +16,8 @@ import time
 from pydantic import BaseModel
 
 from core.registry import Outcome, Registry
-from core.router import ADAPTER_NOT_ON_SERVER, RouteDecision, Router, Task
+from core.evidence import Task
+from core.router import ADAPTER_NOT_ON_SERVER, RouteDecision, Router
 from core.vllm import Fleet, UnknownModel, VLLMClient, VLLMError
 
 

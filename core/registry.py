@@ -662,7 +662,7 @@ class Registry:
     def add_router_keyword(self, domain: str, keyword: str, weight: float,
                            note: str | None = None) -> RouterKeyword:
         """Teach the router a keyword (or change the weight of one taught before)."""
-        from core.router import check_keyword
+        from core.evidence import check_keyword
 
         try:
             keyword = check_keyword(domain, keyword, weight)

@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import HiMoeError
-from core.router import Task, expected_domain
+from core.evidence import Task
+from core.router import expected_domain
 
 
 class TaskFileError(HiMoeError):

@@ -9,7 +9,8 @@ import plotly.express as px
 import streamlit as st
 
 from console import ui
-from core.router import DOMAINS, UNSERVED, Task, domain_of, gap_terms
+from core.evidence import DOMAINS, UNSERVED, Task
+from core.router import domain_of, gap_terms
 from core.tasks_io import labelling_line
 
 ui.page_header("Routing gaps", "Tasks no specialist took. Frequent terms point at the next "

@@ -10,7 +10,8 @@ import streamlit as st
 
 from console import ui
 from core.errors import HiMoeError
-from core.router import Router, Task, accuracy_by_domain, domain_of
+from core.evidence import Task
+from core.router import Router, accuracy_by_domain, domain_of
 from core.tasks_io import read_labelled_tasks
 
 ui.page_header("Try a task", "Route a task as the dispatcher would, with every piece of evidence "

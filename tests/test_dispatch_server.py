@@ -12,7 +12,8 @@ from core.cli import main
 from core.dispatch import Dispatcher
 from core.lifecycle import Operations
 from core.registry import Registry
-from core.router import ADAPTER_NOT_ON_SERVER, NO_DOMAIN_MATCH, Router, RoutingTable, Task
+from core.evidence import Task
+from core.router import ADAPTER_NOT_ON_SERVER, NO_DOMAIN_MATCH, Router, RoutingTable
 from core.vllm import Fleet, VLLMClient
 
 pytestmark = pytest.mark.server

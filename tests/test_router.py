@@ -7,19 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from core.evidence import Lexicon, Task, extract
 from core.router import (
     NO_ACTIVE_ADAPTER,
     NO_DOMAIN_MATCH,
     NON_TECHNICAL,
     UNSERVED_LANGUAGE,
-    Lexicon,
     RoutableVersion,
     Router,
     RoutingTable,
     ScoringWeights,
-    Task,
     domain_of,
-    extract,
     plan_batches,
     smoothed_success,
 )

@@ -1,0 +1,796 @@
+"""Tiers 1 and 2 of the router: the evidence a task's words, code and files give for each domain.
+
+1. keywords and phrases from ``data/router.toml`` matched on token boundaries (not substrings:
+   "spython" is not python); the deliverable the opening verb asks for ("Write a README for the
+   Helm chart" delivers documentation); the shape of code in the task (a TypeScript signature, C
+   includes, a ``__global__`` kernel); arithmetic word problems and equations;
+2. file extensions, file names and folders of the context refs, and file names in the text.
+
+Every piece of evidence says what it matched and what it weighs, so each decision can be
+explained. ``core.router`` turns the domains into a specialist.
+"""
+
+from __future__ import annotations
+
+import itertools
+from operator import itemgetter
+import re
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dataclasses import dataclass, field
+
+import ahocorasick_rs
+from pydantic import BaseModel, Field
+
+DOMAINS = ("python", "cuda", "math", "systems", "web", "data", "devops", "docs")
+LEXICON_FILE = Path(__file__).with_name("data") / "router.toml"
+# Evidence of a language no specialist serves is kept as this pseudo-domain: it routes nowhere,
+# but it names the fallback and keeps tier 3 from sending a Ruby method to the python specialist.
+UNSERVED = "unserved"
+
+# Tokens are runs of letters, digits and _ # @ +: "c++", "#include", "__global__" stay whole and
+# "use-after-free" is three tokens, matched as a phrase. Non-ASCII letters belong to tokens too.
+_TOKEN = re.compile(r"[a-z0-9_#@+]+")  # for keywords; tasks use the same rule via _separate
+_TOKEN_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_#@+")
+# The scan works on the UTF-8 bytes: bytes.lower and bytes.translate cost ~1 us each for 2 KB
+# whatever the text holds, while str.lower and str.translate leave their ASCII fast paths for a
+# text with one "λ" in it (150 us for 2 KB). No keyword has a non-ASCII letter, so lowering
+# ASCII only loses nothing. Every non-token ASCII byte becomes a space.
+_SEPARATORS = bytes(b if b >= 128 or chr(b) in _TOKEN_CHARS else 32 for b in range(256))
+_UNICODE_SEPARATORS = tuple(c.encode() for c in "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0")
+
+
+def _separate(text: str) -> tuple[bytes, bytes]:
+    """The text lowered, and the same with every non-token character turned into a space and
+    padded with one space on each side: a token is then exactly what lies between spaces."""
+    lower = text.encode().lower()
+    if not text.isascii():
+        for mark in _UNICODE_SEPARATORS:  # a regex alternation of the eight took 15 us
+            if mark in lower:
+                lower = lower.replace(mark, b" ")
+    return lower, b" " + lower.translate(_SEPARATORS) + b" "
+
+
+def tokens(text: str) -> list[str]:
+    """The text's tokens as the lexicon matches them ("C++", "#include" and "__global__" whole)."""
+    return _separate(text)[1].decode().split()
+
+
+_EXTENSION = re.compile(rb"\.([a-z][a-z0-9_+]*)\b")
+_FILE_NAME_HEAD = re.compile(rb"[\w\-./]*")
+_NUMBER_WORDS = frozenset("""one two three four five six seven eight nine ten eleven twelve
+twenty thirty forty fifty hundred thousand dozen half twice double triple""".split()) | {
+    # a rate states a number too: "3 mice a week ... in a year" is 3 x 52
+    f"{per} {unit}" for per in ("a", "an", "per", "each", "every") for unit in (
+        "minute", "hour", "day", "week", "month", "year") if (per == "an") == (unit == "hour")}
+# A quantity question, matched at each "how "/"what "/"in dollars" of the text.
+_QUANTITY_QUESTION = {
+    b"how ": re.compile(rb"how (many|much|long|far|old|often|fast|tall|big|heavy|wide|high|deep|"
+                        rb"large|short|soon)\b"),
+    b"what ": re.compile(
+        rb"what (percent(age)?\b|fraction\b|proportion\b|share\b|"
+        rb"(is|was|are|were|will be|would be) (the|his|her|their|its) ([a-z]+ )?"
+        rb"(total|sum|average|cost|price|number|percentage|probability|area|value|difference|"
+        rb"ratio|profit|speed|age|weight|height|length|distance|dimensions|perimeter|volume|"
+        rb"radius|width|rate|interest|balance|temperature|mass|capacity|remainder|product|"
+        rb"quotient|change|increase|decrease|discount|markup)\b)"),
+    b"in dollars": None,
+}
+# Every digit as "0": a token that starts with a digit is then one literal, " 0", found by a
+# byte search (1-2 us for 2 KB; a regex for " [0-9]" tried every space: 5 us).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _count_numbers(separated: bytes, number_words: int) -> int:
+    """Tokens that start with a digit plus the number words the scan found."""
+    return number_words + separated.translate(_DIGITS_AS_ZERO).count(b" 0")
+
+
+def _found_at(text: Any, needle: Any, pattern: re.Pattern | None) -> bool:
+    """``pattern`` matches at some occurrence of ``needle`` (a literal) in ``text`` (str or
+    bytes, as the pattern)."""
+    at = text.find(needle)
+    while at != -1:
+        if pattern is None or pattern.match(text, at):
+            return True
+        at = text.find(needle, at + 1)
+    return False
+
+
+# Starts with the literal "/", so re's prefix search jumps from one "/" to the next; with the
+# look-behind first it tried every offset (~40 us over 2 KB).
+_ABSOLUTE_PATH = re.compile(r"/(?<![\w.]/)[\w.-]+(?:/[\w.*-]+)+")
+# An imperative one-liner about files, as people ask a shell for (nl2bash-style tasks).
+_SHELL_VERBS = frozenset(b"""find print display list search delete remove count copy move rename
+compress archive extract split sort replace show view save change set create make recursively
+locate grep get change calculate kill check monitor mount unmount download report output ping
+append prepend truncate run execute schedule page open start stop restart echo add export install
+uninstall upgrade enable disable convert""".split())
+_FILE_OBJECTS = frozenset("""file files directory directories folder folders lines
+filename filenames path paths subdirectories subdirectory""".split()) | {
+    "each line", "every line", "first line", "last line", "line by line"}  # not "line item"
+# What else a one-line shell request is about: the machine's own state. Only in a short task
+# ("Print the number of CPUs available"); a long one that opens with "Show" is something else.
+_SYSTEM_OBJECTS = frozenset([
+    "pid", "pids", "cpu", "cpus", "cpu cores", "hostname", "uptime", "utc", "timezone", "symlink",
+    "symlinks", "inode", "inodes", "syslog", "daemon", "daemons", "checksum", "eth0", "localhost",
+    "running processes", "all processes", "processes named", "process id", "which process",
+    "using port", "on port", "logged in", "currently logged", "ip address",
+    "network interface", "network interfaces", "tcp port", "udp port", "listening on",
+    "current user", "environment variable", "environment variables",
+    "current date", "current time", "date and time", "today s date", "yesterday s date",
+    "tomorrow s date", "unix timestamp", "epoch time", "bash history", "command history",
+    "shell history", "running services", "installed packages", "kernel version", "disk usage",
+    "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted"])
+_SHELL_TASK_MAX = 200  # characters
+# An everyday word right before one of these names what a product is about, not the ask: "a
+# recipe app", "the wedding website", "the songs table", "a cover letter generator".
+_PRODUCT_NOUNS = frozenset(b"""app apps application website site page pages api service table tables
+database db bot component platform tracker schema model dashboard form feature endpoint screen
+widget plugin extension backend frontend generator recommender booking catalog planner calculator
+scheduler dataset system""".split())
+_C_SIGNATURE = re.compile(
+    r"\n(?:(?:static|inline|extern|const|unsigned|signed)\s+)*"
+    r"(?:struct\s+\w+|void|int|char|double|float|long|short|unsigned|signed|size_t|bool|u?int\d+_t)"
+    r"\b(?:\s+(?:int|long|char|const))*[\s*]*\w+\s*\([^)\n]*\)\s*\{")
+# Code shapes that name a language: (domain, literal, pattern matched AT the literal). Anchoring
+# every pattern at a literal found with str.find keeps a 2 KB task from costing a regex scan per
+# pattern.
+_CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
+    # (domain, literal, a token the literal implies (checked first, in O(1)), pattern)
+    ("cuda", "__global__", "__global__", None),
+    ("cuda", "<<<", None, re.compile(r"<<<[^>\n]*>>>")),
+    ("cuda", "threadIdx.", "threadidx", None),
+    ("web", "function", "function", re.compile(r"function\s+\w+\s*\([^)\n]*\)\s*(:\s*[^{\n]+)?\{")),
+    ("web", "=>", None, re.compile(r"=>\s*\{")),
+    # strict (in)equality is JavaScript's (or PHP's); a Markdown underline ends its line
+    ("web", "===", None, re.compile(r"(?<![=!<>])===(?!=)(?![ \t]*(\n|$))")),
+    ("web", "!==", None, re.compile(r"!==(?!=)(?![ \t]*(\n|$))")),
+    ("web", "const ", "const", re.compile(r"const\s+\w+\s*=\s*(\(|async\b|function\b)")),
+    ("systems", "#include", "#include", re.compile(r"#include\s*[<\"]")),
+    ("systems", "std::", "std", re.compile(r"std::\w")),
+    ("systems", "int main", "main", re.compile(r"int\s+main\s*\(")),
+    ("systems", "fn ", "fn", re.compile(r"fn\s+\w+\s*\([^)\n]*\)\s*(->|\{)")),
+    # a C function definition at the start of a line (Java and C# methods sit in a class, Go
+    # and Rust say func/fn); each leading word is its own literal
+    *[("systems", f"\n{word} ", word, _C_SIGNATURE) for word in (
+        "void", "int", "char", "double", "float", "long", "short", "unsigned", "signed",
+        "static", "const", "struct", "size_t", "bool", "inline", "extern")],
+    # the colon must end the line: Scala's `def f(n : Long) : Long = {` is not Python
+    ("python", "def ", "def", re.compile(
+        r"(?<![^\n\s])def\s+\w+\s*\([^\n]*\)\s*(->[^\n:]+)?:[ \t]*(#[^\n]*)?(\n|$)")),
+    # at the start of a line: the literal includes the newline (the text is searched with one
+    # before it), so "from" in prose costs no regex at all
+    ("python", "\nimport ", "import", re.compile(r"\nimport\s+[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)")),
+    ("python", "\nfrom ", "from", re.compile(r"\nfrom\s+[\w.]+\s+import\s")),
+    ("python", "`from ", "from", re.compile(r"`from\s+[\w.]+\s+import\s+(\*|\w)")),  # inline code
+    # a test written as Python's assert statement (Java's ends with ";", C's assert is a call)
+    ("python", "assert ", "assert", re.compile(r"assert\s+\w+\([^\n;]*\)\s*==\s*[^=\n;]+(\n|$)")),
+    ("data", "select ", "select", re.compile(r"select\s+[\w*,. ()]+?\s+from\s+\w", re.I)),
+    ("data", "SELECT ", "select", re.compile(r"SELECT\s+[\w*,. ()]+?\s+FROM\s+\w")),
+    ("data", "pd.", "pd", re.compile(r"pd\.(DataFrame|Series|read_\w+|concat|merge|to_datetime)\(")),
+    # SQL clauses in capitals, as people write SQL in prose: "WHERE tenant_id = ?"
+    ("data", "WHERE ", "where", re.compile(
+        r"WHERE\s+\w+(\.\w+)?\s*(=|<>|!=|>=|<=|>|<|IN\b|LIKE\b|IS\b|BETWEEN\b)")),
+    ("data", "GROUP BY ", "group", None),
+    ("data", "COUNT(", "count", re.compile(r"COUNT\((DISTINCT\s+)?[\w.*]+\)")),
+    ("data", "ORDER BY ", "order", re.compile(r"ORDER BY\s+\w+(\.\w+)?(\s+(ASC|DESC)\b|\s*,|\s*;|\s*$)")),
+    ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
+    # languages no specialist serves: Go and Swift (func), Kotlin (fun), Java and C# methods,
+    # Ruby (a def with no colon), Scala (def ...: T =), Julia (typed arguments), Perl subs, Lua
+    (UNSERVED, "func ", "func", re.compile(r"func\s+(\(\w+\s+\*?\w+\)\s*)?\w+\s*\([^)\n]*\)")),
+    (UNSERVED, "fun ", "fun", re.compile(r"fun\s+\w+\s*\([^)\n]*\)\s*(:\s*[\w<>?]+\s*)?[{=]")),
+    *[(UNSERVED, f"{word} ", word, re.compile(
+        word + r"\s+(static\s+)?(final\s+)?[\w<>\[\],]+\s+\w+\s*\([^)\n]*\)\s*(throws\s+[\w, ]+)?\{"))
+      for word in ("public", "private", "protected")],
+    (UNSERVED, "def ", "def", re.compile(r"(?<![^\n\s])def\s+\w+[?!]?(\([^)\n]*\))?[ \t]*(\n|$)")),
+    (UNSERVED, "def ", "def", re.compile(
+        r"def\s+\w+\s*(\[[^\]\n]*\])?\([^)\n]*\)[ \t]*:[ \t]*[\w\[\], ]+[ \t]*=")),
+    (UNSERVED, "function ", "function", re.compile(r"function\s+\w+\s*\([^)\n]*::")),  # Julia
+    (UNSERVED, "sub ", "sub", re.compile(r"sub\s+\w+\s*\{")),
+    (UNSERVED, "local function", "local", re.compile(r"local function\s+\w+\s*\(")),
+]
+# "calculate the ...", "find how ...": matched at each occurrence of the verb.
+_IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
+               for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
+# "the orders table": a table named by a plural noun is a database's ("times table" is not)
+_NAMED_TABLE = re.compile(rb"(?<=[a-z])s tables?\b")
+_NOT_TABLE_NAMES = frozenset(b"times its this has was is as us yes plus".split())
+_POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*-?[0-9a-z(]")
+# |x - 3|: the absolute value of a linear term, matched at each "|"
+_ABSOLUTE_VALUE = re.compile(r"\|\s*-?\d*[a-z]\s*[-+]\s*\d+(\.\d+)?\s*\|")
+# "f(x) = x^2", "h(k) = k mod m": a one-letter function of one-letter variables, defined;
+# matched at each "(" (see _defines_function)
+_FUNCTION_ARGUMENTS = re.compile(r"\(\s*[a-z](\s*,\s*[a-z])*\s*\)\s*=(?!=)")
+
+
+def _defines_function(text: str) -> bool:
+    at = text.find("(")
+    while at != -1:
+        if at >= 1 and text[at - 1].isalpha() and (at < 2 or not (text[at - 2].isalnum()
+                                                                   or text[at - 2] in "_.")) \
+                and _FUNCTION_ARGUMENTS.match(text, at):
+            return True
+        at = text.find("(", at + 1)
+    return False
+
+
+# "3x + 7 = 2x - 5": a coefficient written against its variable (x, y, z or n: "30s", "7b" and
+# "4k" are units), found as a token of the separated text, then checked in the text itself for
+# an operator after it ("2x faster" is not algebra)
+_COEFFICIENT = re.compile(rb" \d+[xyzn] ")
+_COEFFICIENT_TERM = re.compile(rb"\d+[xyzn]\s*[-+=*/)]")
+
+
+# "x + y = 10", "a - 2b = 4": one-letter variables combined and equated to a number; searched only
+# around each "=" (a scan of the whole text for it would start at every letter)
+_LETTER_EQUATION = re.compile(r"(?<![\w.])[a-z]\s*[-+]\s*\d*[a-z](?![\w.(])\s*=\s*-?\d+(?![\w.])")
+
+
+def _has_letter_equation(text: str) -> bool:
+    at = text.find("=")
+    while at != -1:
+        if _LETTER_EQUATION.search(text, max(0, at - 16), at + 12):
+            return True
+        at = text.find("=", at + 1)
+    return False
+
+
+def _has_coefficient_term(lower: bytes, separated: bytes) -> bool:
+    """Checked at each place a coefficient token occurs: a regex that scanned the whole text
+    for it (with a look-behind) took 38 us over 2 KB."""
+    zeroed = separated.translate(_DIGITS_AS_ZERO)
+    if not (b"0x " in zeroed or b"0y " in zeroed or b"0z " in zeroed or b"0n " in zeroed):
+        return False  # the common case, without a regex that tries every space
+    for token in _COEFFICIENT.finditer(separated):
+        term = token.group(0).strip()
+        at = lower.find(term)
+        while at != -1:
+            before = lower[at - 1:at]
+            if not (before.isalnum() or before in (b"_", b".")) and _COEFFICIENT_TERM.match(lower, at):
+                return True
+            at = lower.find(term, at + 1)
+    return False
+
+
+# Shapes with no word to gate them are gated by their punctuation, kept apart in one pass.
+_PUNCTUATION_SHAPES = [(i, needle.encode()) for i, (_, needle, token, _) in enumerate(_CODE_SHAPES)
+                       if not token]
+_MARK_CHARS = b"<=>#!^|.`"
+_NOT_MARKS = bytes(b for b in range(256) if b not in _MARK_CHARS)
+# Words the scan reports besides keywords: each gates a check that would otherwise cost a pass
+# over the text. A word may carry several marks ("double" is a C type and a number word); a code
+# word's mark is the index of the code shape it gates.
+_NUMBER = "#"
+_FLAG_TOKENS: list[tuple[str, Any]] = (
+    [(token, i) for i, (_, _, token, _) in enumerate(_CODE_SHAPES) if token]
+    + [(token, "file_object") for token in _FILE_OBJECTS]
+    + [(token, "system_object") for token in _SYSTEM_OBJECTS]
+    + [(token, _NUMBER) for token in _NUMBER_WORDS]
+    + [("how", b"how "), ("what", b"what "), ("in dollars", b"in dollars")]
+    + [("table", "table"), ("tables", "table")]
+    + [(verb.decode(), verb) for verb in _IMPERATIVE])
+
+
+# The decision's parts are slotted dataclasses, not pydantic models: routing builds several of
+# them per task and must stay within microseconds. A keyword's
+# Evidence is built once, with the lexicon, and shared by every task that matches it: read it,
+# never change it (not frozen only because a frozen dataclass takes 4x as long to build: 0.6 us).
+
+
+@dataclass(slots=True)
+class Evidence:
+    tier: int
+    domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
+    kind: str    # keyword | deliverable | code | word_problem | file | text_file | embedding
+    match: str
+    weight: float
+
+
+@dataclass(slots=True)
+class Extraction:
+    """What the tiers found: every domain's evidence, and the domains that count."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    null_score: float = 0.0
+    unserved_score: float = 0.0
+    domains: list[str] = field(default_factory=list)
+    tier: int | None = None  # the highest tier that decided the domains
+    evidence: list[Evidence] = field(default_factory=list)
+    similarities: dict[str, float] | None = None
+    non_technical: bool = False
+    unserved: bool = False  # in a language no specialist serves (and no served domain won)
+
+
+class Task(BaseModel):
+    id: str | None = None
+    objective: str
+    context_refs: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lexicon
+
+
+class Lexicon:
+    """``router.toml`` compiled for lookups that cost a few microseconds per task."""
+
+    def __init__(self, data: dict[str, Any]):
+        settings = data.get("settings", {})
+        self.min_score = float(settings.get("min_score", 2.0))
+        self.secondary_ratio = float(settings.get("secondary_ratio", 0.75))
+        self.text_file_factor = float(settings.get("text_file_factor", 0.8))
+        self.null_margin = float(settings.get("null_margin", 1.0))
+        self.word_problem_weight = float(settings.get("word_problem_weight", 3.5))
+        self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
+        self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
+        self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
+        self.named_table_weight = float(settings.get("named_table_weight", 1.5))
+        self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
+        # "Write [a README] for the Helm chart": the opening verbs whose object names the
+        # deliverable, and the verbs that name it themselves ("Document the payloads")
+        self.deliverable_verbs = frozenset(verb.lower().encode()
+                                           for verb in settings.get("deliverable_verbs", ()))
+        implied = {verb.lower().encode(): noun.lower()
+                   for verb, noun in settings.get("implied_deliverables", {}).items()}
+        self.deliverable_verbs |= implied.keys()
+        self.deliverables: dict[bytes, tuple[Evidence, ...]] = {}
+        # padded needle -> [label, [(domain, weight), ...], needs a longer token, [marks]]
+        self._needles: dict[str, list[Any]] = {}
+        # "^document": the task's first word (an imperative names the deliverable)
+        self.leading: dict[bytes, list[Evidence]] = {}
+        self.files: dict[str, list[tuple[str, float]]] = {}
+        self.folders: dict[str, list[tuple[str, float]]] = {}
+        self.multi_folders: list[tuple[str, str, float]] = []
+        for domain, tables in data.items():
+            if domain == "settings":
+                continue
+            if domain not in DOMAINS and domain not in ("null", UNSERVED):
+                raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}, null, "
+                                 f"{UNSERVED}")
+            for keyword, weight in tables.get("keywords", {}).items():
+                self._add_keyword(keyword.lower(), domain, float(weight))
+            for noun, weight in tables.get("deliverables", {}).items():
+                self._add_deliverable(noun.lower(), domain, float(weight))
+            for pattern, weight in tables.get("files", {}).items():
+                pattern = pattern.lower()
+                if pattern.endswith("/"):
+                    if pattern.strip("/").count("/"):
+                        self.multi_folders.append((pattern, domain, float(weight)))
+                    else:
+                        self.folders.setdefault(pattern.strip("/"), []).append((domain, float(weight)))
+                else:
+                    self.files.setdefault(pattern, []).append((domain, float(weight)))
+        # "load balancers" is evidence as much as "load balancer": every word or phrase also
+        # matches with its last word in the plural, as the same keyword, unless listed itself.
+        for needle, (label, hits, needs_longer, _) in list(self._needles.items()):
+            plural = _plural(needle[:-1].rsplit(" ", 1)[-1]) if not needs_longer else None
+            if plural:
+                head = needle[:-1].rsplit(" ", 1)[0]
+                self._needles.setdefault(f"{head} {plural} ", [label, hits, False, []])
+        for token, mark in _FLAG_TOKENS:
+            self._needle(" " + token + " ", token)[3].append(mark)
+        # One Aho-Corasick pass over the separated text finds every keyword, phrase, prefix and
+        # flag word in C; the needles carry their spaces, so only whole tokens match ("ts" is not
+        # found inside "tests", "spython" is not python). The DFA scans 2 KB in ~5 us.
+        # Per needle: its label, its evidence (built once, shared by every task that matches),
+        # whether it needs a longer token, whether it is a number word, the flags it raises, the
+        # code shapes it gates, and whether it is evidence of an everyday (non-technical) ask.
+        self.payloads = [
+            (label, tuple(Evidence(1, domain, "keyword", label, weight) for domain, weight in hits),
+             needs_longer, _NUMBER in marks,
+             tuple(m for m in marks if m != _NUMBER and not isinstance(m, int)),
+             tuple(m for m in marks if isinstance(m, int)),
+             bool(hits) and all(domain == "null" for domain, _ in hits))
+            for label, hits, needs_longer, marks in self._needles.values()]
+        self.automaton = ahocorasick_rs.BytesAhoCorasick(
+            [needle.encode() for needle in self._needles],
+            implementation=ahocorasick_rs.Implementation.DFA)
+
+        self.implied_deliverables: dict[bytes, tuple[Evidence, ...]] = {}
+        for verb, noun in implied.items():
+            if noun.encode() not in self.deliverables:
+                raise ValueError(f"implied deliverable {verb.decode()!r} = {noun!r}: "
+                                 f"{noun!r} is not in any [DOMAIN.deliverables] table")
+            self.implied_deliverables[verb] = tuple(
+                Evidence(1, e.domain, "deliverable", f"{verb.decode()} ({noun})", e.weight)
+                for e in self.deliverables[noun.encode()])
+
+    def _add_deliverable(self, noun: str, domain: str, weight: float) -> None:
+        tokens = noun.split()
+        if not 1 <= len(tokens) <= 2 or any(not _TOKEN.fullmatch(t.replace("-", "_"))
+                                            for t in tokens):
+            raise ValueError(f"deliverable {noun!r}: give one or two words ('readme', "
+                             "'release notes')")
+        plural = _plural(tokens[-1])
+        for form in {" ".join(tokens), " ".join([*tokens[:-1], plural]) if plural else None} - {None}:
+            self.deliverables[form.encode()] = (*self.deliverables.get(form.encode(), ()),
+                                                Evidence(1, domain, "deliverable", noun, weight))
+
+    def _needle(self, needle: str, label: str) -> list[Any]:
+        return self._needles.setdefault(needle, [label, [], False, []])
+
+    def _add_keyword(self, keyword: str, domain: str, weight: float) -> None:
+        if keyword.startswith("^"):
+            if _TOKEN.findall(keyword[1:]) != [keyword[1:]]:
+                raise ValueError(f"{keyword!r}: a leading '^' goes with a single word")
+            self.leading.setdefault(keyword[1:].encode(), []).append(
+                Evidence(1, domain, "keyword", keyword, weight))
+            return
+        if keyword.endswith("*"):
+            if _TOKEN.findall(keyword[:-1]) != [keyword[:-1]]:
+                raise ValueError(f"{keyword!r}: a trailing '*' goes with a single word")
+            payload = self._needle(" " + keyword[:-1], keyword)
+            payload[1].append((domain, weight))
+            payload[2] = True
+            return
+        tokens = _TOKEN.findall(keyword)
+        if not tokens:
+            raise ValueError(f"keyword {keyword!r} has no letters or digits")
+        # The words of a phrase may be apart by one or two separators ("use-after-free",
+        # "std::thread", "df -h", "kernel, launch"), not more.
+        label = " ".join(tokens)
+        for gaps in itertools.product((" ", "  "), repeat=len(tokens) - 1):
+            needle = " " + "".join(t + g for t, g in zip(tokens, gaps)) + tokens[-1] + " "
+            self._needle(needle, label)[1].append((domain, weight))
+
+    @classmethod
+    def load(cls, path: Path | None = None,
+             extra: Iterable[tuple[str, str, float]] = ()) -> Lexicon:
+        """The keyword file (default: the packaged one), plus ``extra`` (domain, keyword, weight)
+        entries such as the ones operators added in the registry; an extra entry replaces the
+        file's weight for the same keyword of the same domain."""
+        path = Path(path or LEXICON_FILE)
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ValueError(f"router lexicon {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"router lexicon {path}: {exc}") from None
+        for domain, keyword, weight in extra:
+            data.setdefault(domain, {}).setdefault("keywords", {})[keyword] = weight
+        return cls(data)
+
+    @classmethod
+    def for_registry(cls, registry: Any, path: Path | None = None,
+                     extra: Iterable[tuple[str, str, float]] = ()) -> Lexicon:
+        """The lexicon the dispatcher routes with: the file and the registry's keywords (and
+        ``extra`` ones, to try a keyword before adding it)."""
+        taught = [(k.domain, k.keyword, k.weight) for k in registry.router_keywords()]
+        return cls.load(path, extra=[*taught, *extra])
+
+
+def check_keyword(domain: str, keyword: str, weight: float) -> str:
+    """The keyword as the lexicon stores it (lower case, single spaces), or a ValueError that
+    says what is wrong with it: the keyword file's own rules, and a weight in range."""
+    keyword = " ".join(keyword.lower().split())
+    if not -10 <= weight <= 10 or weight == 0:
+        raise ValueError(f"weight {weight} out of range: give a non-zero number between -10 and 10 "
+                         "(4 = unambiguous on its own, 2 = clear, 0.5 = a hint; negative takes "
+                         "evidence back)")
+    Lexicon({domain: {"keywords": {keyword: weight}}})
+    return keyword
+
+
+def _plural(word: str) -> str | None:
+    """The regular English plural of a keyword's last word, or None where guessing would be
+    wrong or pointless (short tokens, numbers, symbols)."""
+    if len(word) < 3 or not word.isalpha():
+        return None
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiers 1 and 2
+
+
+_NAMED_STEMS = frozenset(("dockerfile", "makefile", "jenkinsfile", "readme", "vagrantfile", "procfile"))
+
+
+def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
+    """(domain, weight, what matched) for one path, its strongest match per domain."""
+    path = ref.strip().lower().replace("\\", "/")
+    parts = path.split("/")  # empty parts ("a//b", a leading "/") match no folder
+    best: dict[str, tuple[float, str]] = {}
+    if path[-1:] != "/":
+        # The name, its stem for Dockerfile.dev and the like, its extension, in that order.
+        name = parts.pop()
+        files = lexicon.files
+        labels = [name]
+        dot = name.find(".")
+        if dot != -1:
+            if name[:dot] in _NAMED_STEMS:
+                labels.append(name[:dot])
+            labels.append(name[name.rindex("."):])
+        for label in labels:
+            for domain, weight in files.get(label, ()):
+                if domain not in best or weight > best[domain][0]:
+                    best[domain] = (weight, label)
+    # The file is what the task changes; its folders only say where it lives. When the name
+    # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs).
+    named = set(best)
+    folders = lexicon.folders
+    folder_hits = [(folder + "/", domain, weight) for folder in parts if folder in folders
+                   for domain, weight in folders[folder]]
+    if lexicon.multi_folders:
+        slashed = ("" if path.startswith("/") else "/") + path + ("" if path.endswith("/") else "/")
+        folder_hits += [(pattern, domain, weight) for pattern, domain, weight in lexicon.multi_folders
+                        if "/" + pattern in slashed]
+    for label, domain, weight in folder_hits:
+        if named and domain not in named:
+            weight /= 2
+        if domain not in best or weight > best[domain][0]:
+            best[domain] = (weight, label)
+    return [(domain, weight, label) for domain, (weight, label) in best.items()]
+
+
+def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
+    """File names with a known extension mentioned in the text ("simple_yolo.cu")."""
+    names = set()
+    for match in _EXTENSION.finditer(lower):
+        if "." + match.group(1).decode() in lexicon.files:
+            # The name's head, read backwards from the dot: a forward search for "[\w./-]+$"
+            # retries at every offset and cost ~18 us per name.
+            start = match.start()
+            head = _FILE_NAME_HEAD.match(lower[max(0, start - 120):start][::-1]).group(0)[::-1]
+            if head.strip(b"./"):
+                names.add((head.lstrip(b"/") + match.group(0)).decode())
+    return names
+
+
+def extract(task: Task, lexicon: Lexicon) -> Extraction:
+    """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
+    text = task.objective
+    lower, separated = _separate(text)
+    evidence: list[Evidence] = []
+
+    # Tier 1: keywords, phrases, prefixes and flag words, in one pass (see Lexicon). A keyword
+    # counts once however often it occurs (phrase variants share their label); numbers count
+    # every time.
+    flags: set[Any] = set()
+    shapes: set[int] = set()
+    number_words = 0
+    done: set[str] = set()
+    payloads = lexicon.payloads
+    for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
+        label, hits, needs_longer, is_number, marks, gated, everyday = payloads[index]
+        if needs_longer and separated[end] == 32:
+            continue  # "cuda*" wants a longer token than "cuda"
+        if is_number:
+            number_words += 1
+        if label in done:
+            continue
+        if everyday and separated[end:end + 16].split(b" ", 1)[0] in _PRODUCT_NOUNS:
+            continue  # "a recipe app", "the songs table": the subject of something technical
+        done.add(label)
+        if hits:
+            evidence += hits
+        if marks:
+            flags.update(marks)
+        if gated:
+            shapes.update(gated)
+    # Tier 1: keywords of the first word only ("^document": the imperative names the deliverable)
+    words = separated.split(None, 1)
+    first_word = words[0] if words else b""
+    if first_word in lexicon.leading:
+        evidence += lexicon.leading[first_word]
+    if first_word in lexicon.deliverable_verbs:
+        evidence += _deliverable(lower, first_word, lexicon)
+
+    # The punctuation the remaining checks look for, kept in order and nothing else: one pass
+    # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "`").
+    marks = lower.translate(None, _NOT_MARKS)
+
+    # Tier 1: the shape of code in the task names its language. Only the shapes whose word the
+    # scan found, or whose punctuation is present, run their pattern; in their listed order.
+    has_code = False
+    for index, needle in _PUNCTUATION_SHAPES:
+        if needle in marks:
+            shapes.add(index)
+    if shapes:
+        coded: set[str] = set()
+        lines = "\n" + text  # so that "\nfrom " also finds a first line
+        for index in sorted(shapes):
+            domain, needle, _, pattern = _CODE_SHAPES[index]
+            if domain not in coded and _found_at(lines, needle, pattern):
+                has_code = True
+                coded.add(domain)
+                if domain == "systems" and "__global__" in text:
+                    continue  # CUDA C++: the kernel, not the C++, names the specialist
+                evidence.append(Evidence(1, domain, "code", domain + " code", lexicon.code_shape_weight))
+
+    # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
+    if b"^" in marks and _found_at(text, "^", _POWER):
+        evidence.append(Evidence(1, "math", "notation", "algebraic power", lexicon.word_problem_weight))
+    # An equation, or an absolute value in an equation or inequality (|2x - 3| < 5).
+    if not has_code and (
+            (b"|" in marks and (b"=" in marks or b"<" in marks or b">" in marks)
+             and _found_at(text, "|", _ABSOLUTE_VALUE))
+            or b"=" in marks and (_has_coefficient_term(lower, separated)
+                                  or _has_letter_equation(text)
+                                  or _defines_function(text))):
+        evidence.append(Evidence(1, "math", "notation", "equation", lexicon.word_problem_weight))
+
+    # Tier 1: a table named by a plural noun ("join the users and orders tables")
+    if "table" in flags and b"s table" in lower:
+        for match in _NAMED_TABLE.finditer(lower):
+            word = lower[:match.start() + 1].rsplit(None, 1)[-1]
+            if word.isalpha() and word not in _NOT_TABLE_NAMES:
+                evidence.append(Evidence(1, "data", "notation", "named table",
+                                         lexicon.named_table_weight))
+                break
+
+    # Tier 1: an arithmetic word problem (no code, no files, nothing in backticks: those are
+    # identifiers or output, and word problems have none): a quantity question over at least two
+    # numbers; or three or more numbers and any question or "calculate/find the ...". Three
+    # numbers and a question are strong evidence: stronger than a recipe or a family member.
+    if not has_code and not task.context_refs and b"`" not in marks:
+        quantity = any(needle in flags and _found_at(lower, needle, pattern)
+                       for needle, pattern in _QUANTITY_QUESTION.items())
+        imperative = any(verb in flags and _found_at(lower, verb, pattern)
+                         for verb, pattern in _IMPERATIVE.items())
+        question = text.rstrip().endswith("?")
+        numbers = _count_numbers(separated, number_words) if quantity or imperative or question else 0
+        if numbers >= 3:
+            evidence.append(Evidence(1, "math", "word_problem", "word problem",
+                                     lexicon.word_problem_strong_weight))
+        elif numbers == 2 and (quantity or imperative):
+            evidence.append(Evidence(1, "math", "word_problem", "word problem",
+                                     lexicon.word_problem_weight))
+
+    # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
+    # machine's state; comes with no source file: "Convert the directory walker in walk.cpp" is
+    # a change to that file).
+    text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
+    if not has_code and not task.context_refs and first_word in _SHELL_VERBS and (
+            "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
+            or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
+        evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
+                                 lexicon.shell_task_weight))
+
+    # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
+    # hardly more evidence than one: each further file of a domain counts half the one before.
+    if task.context_refs or text_files:
+        file_hits = []
+        documents_only = bool(task.context_refs)
+        for ref in task.context_refs:
+            hits = _file_hits(lexicon, ref)
+            documents_only = documents_only and bool(hits) and all(hit[0] == "docs" for hit in hits)
+            file_hits += [(weight, domain, f"{ref} ({label})", "file") for domain, weight, label in hits]
+        if text_files:
+            ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}
+            factor = lexicon.text_file_factor
+            for name in text_files:
+                if name.rsplit("/", 1)[-1] not in ref_names:
+                    file_hits += [(weight * factor, domain, f"{name} ({label})", "text_file")
+                                  for domain, weight, label in _file_hits(lexicon, name)]
+        file_hits.sort(key=_first, reverse=True)  # stable: equal weights keep their order
+        per_domain: dict[str, int] = {}
+        seen: set[tuple[str, str]] = set()
+        for weight, domain, label, kind in file_hits:
+            if (domain, label) in seen:
+                continue  # the same ref given twice
+            seen.add((domain, label))
+            n = per_domain.get(domain, 0)
+            per_domain[domain] = n + 1
+            evidence.append(Evidence(2, domain, kind, label, weight / (2 ** n)))
+        if documents_only:
+            # every file the task touches is a document (README.md, docs/install.md): so is what
+            # it delivers, whatever the text is about (192 labelled tasks, all documentation)
+            evidence.append(Evidence(2, "docs", "deliverable", "only documents in the refs",
+                                     lexicon.documents_only_weight))
+
+    return decide(evidence, lexicon)
+
+
+_first = itemgetter(0)
+
+# The object of an opening verb ends at the first of these words or at punctuation: "Write [a
+# README] for the Helm chart", "Add [comments] to the Dockerfile explaining ...".
+_PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without from into onto
+    by at as and or so explaining describing listing covering showing using""".split())
+_PHRASE_WORDS = 6
+_DESTINATION_WORDS = 4
+_DESTINATIONS = frozenset((b"to", b"in", b"into"))
+# "a README section", "a FAQ entry": a part of a deliverable is that deliverable
+_DOCUMENT_PARTS = frozenset(b"entry entries section sections page pages note notes paragraph block blocks example examples chapter step steps".split())
+_DETERMINERS = frozenset(b"""the a an our every each all this these those its their your my any
+    how what why which when where""".split())
+
+
+def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes], bytes, int]:
+    """The noun phrase at ``words[start]``: its words, the break word that ended it (b"" at
+    punctuation or the limit) and the index after it."""
+    phrase: list[bytes] = []
+    index = start
+    while index < len(words) and len(phrase) < limit:
+        word = words[index].strip(b"'\"`*")
+        ends = bool(word) and word[-1] in b",:;.!?)"
+        word = word.rstrip(b",:;.!?)").split(b".", 1)[0]  # README.md: a README
+        index += 1
+        if word in _PHRASE_BREAKS:
+            return phrase, word, index
+        if not word or b"(" in word:
+            break
+        phrase.append(word)
+        if ends:
+            break
+    return phrase, b"", index
+
+
+def _named_deliverable(phrase: list[bytes], lexicon: Lexicon) -> tuple[Evidence, ...] | None:
+    if not phrase:
+        return None
+    found = lexicon.deliverables.get(b" ".join(phrase[-2:])) or lexicon.deliverables.get(phrase[-1])
+    if not found and len(phrase) > 1 and phrase[-1] in _DOCUMENT_PARTS:
+        found = lexicon.deliverables.get(phrase[-2])  # "a troubleshooting entry", "a docs block"
+    return found
+
+
+def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
+    """Tier 1: the deliverable the task's opening verb asks for, named by the last word (or two)
+    of its object: "Write a README for the Helm chart" delivers a README, whatever it is about."""
+    words = lower.split(None, _PHRASE_WORDS + _DESTINATION_WORDS + 2)[1:]
+    if verb in lexicon.implied_deliverables:
+        # "Document the shell scripts": the verb names the deliverable, its object the subject.
+        # Not "Document upload fails": a noun, no determiner after it.
+        if words and words[0] in _DETERMINERS:
+            return lexicon.implied_deliverables[verb]
+        return ()
+    phrase, stop, end = _noun_phrase(words, 0, _PHRASE_WORDS)
+    found = _named_deliverable(phrase, lexicon)
+    if found:
+        return found
+    if stop in _DESTINATIONS:
+        # "Add a 'Supported versions' table to the README", "Fix the typo in the tutorial": what
+        # the object goes into is the deliverable (if it is one: code there is only the place)
+        place, _, _ = _noun_phrase(words, end, _DESTINATION_WORDS)
+        found = _named_deliverable(place, lexicon)
+        if found and all(e.weight > 0 for e in found):
+            return found
+    return ()
+
+
+def decide(evidence: list[Evidence], lexicon: Lexicon,
+           similarities: dict[str, float] | None = None) -> Extraction:
+    scores: dict[str, float] = {}
+    null_score = unserved_score = 0.0
+    tier_of: dict[str, int] = {}
+    has_source_file = False
+    for item in evidence:
+        if item.domain == "null":
+            null_score += item.weight
+            continue
+        if item.domain == UNSERVED:
+            unserved_score += item.weight
+            continue
+        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
+        tier_of[item.domain] = max(tier_of.get(item.domain, 0), item.tier)
+        has_source_file = has_source_file or item.kind == "file"
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
+                            unserved_score=unserved_score, evidence=evidence,
+                            similarities=similarities)
+    if not ranked or ranked[0][1] < lexicon.min_score:
+        extraction.non_technical = null_score >= lexicon.min_score and null_score >= unserved_score
+        extraction.unserved = not extraction.non_technical and unserved_score >= lexicon.min_score
+        return extraction
+    top = ranked[0][1]
+    # A task that comes with a source file of a domain is technical, whatever words it uses
+    # ("add keyboard shortcuts to List.tsx").
+    if null_score >= lexicon.min_score and null_score >= top - lexicon.null_margin \
+            and not has_source_file:
+        extraction.non_technical = True
+        return extraction
+    extraction.domains = [d for d, s in ranked if s >= lexicon.min_score
+                          and s >= lexicon.secondary_ratio * top]
+    extraction.tier = max(tier_of[d] for d in extraction.domains)
+    return extraction
