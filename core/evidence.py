@@ -330,6 +330,9 @@ class Lexicon:
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
+        self.folders_count_whole: dict[str, tuple[str, ...]] = {
+            extension.lower(): tuple(domains)
+            for extension, domains in settings.get("folders_count_whole", {}).items()}
         # "Write [a README] for the Helm chart": the opening verbs whose object names the
         # deliverable, and the verbs that name it themselves ("Document the payloads")
         self.deliverable_verbs = frozenset(verb.lower().encode()
@@ -515,8 +518,10 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
                 if domain not in best or weight > best[domain][0]:
                     best[domain] = (weight, label)
     # The file is what the task changes; its folders only say where it lives. When the name
-    # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs).
+    # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs),
+    # unless the name is only an extension the folder's domain writes too (etl/load.py).
     named = set(best)
+    whole = lexicon.folders_count_whole.get(best[next(iter(best))][1], ()) if len(best) == 1 else ()
     folders = lexicon.folders
     folder_hits = [(folder + "/", domain, weight) for folder in parts if folder in folders
                    for domain, weight in folders[folder]]
@@ -525,7 +530,7 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
         folder_hits += [(pattern, domain, weight) for pattern, domain, weight in lexicon.multi_folders
                         if "/" + pattern in slashed]
     for label, domain, weight in folder_hits:
-        if named and domain not in named:
+        if named and domain not in named and domain not in whole:
             weight /= 2
         if domain not in best or weight > best[domain][0]:
             best[domain] = (weight, label)

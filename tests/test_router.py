@@ -155,6 +155,14 @@ def test_file_extensions_names_and_folders(lexicon):
     assert domains("Update this", lexicon, [".github/workflows/ci.yml"]) == ["devops"]
     assert domains("Tidy this up", lexicon, ["docs/"]) == ["docs"]
     assert domains("Tidy this up", lexicon, ["Dockerfile.dev"]) == ["devops"]
+    # .py names only the language: a data folder around it counts whole (folders_count_whole);
+    # the words then decide between python and data
+    scores = extract(Task(objective="Fix it", context_refs=["etl/meters.py"]), lexicon).scores
+    assert scores["data"] == scores["python"] == 3.0
+    assert domains("Fill the gaps in the hourly readings by interpolation", lexicon,
+                   ["etl/meters.py"])[0] == "data"
+    # other folders still count half beside a file that names its domain
+    assert extract(Task(objective="Fix it", context_refs=["k8s/render.py"]), lexicon).scores["devops"] < 3
 
 
 def test_file_named_in_text_counts(lexicon):
