@@ -587,8 +587,7 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     first_word = words[0] if words else b""
     if first_word in lexicon.leading:
         evidence += lexicon.leading[first_word]
-    if first_word in lexicon.deliverable_verbs:
-        evidence += _deliverable(lower, first_word, lexicon)
+    evidence += _task_deliverable(lower, first_word, lexicon)
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
     # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "`").
@@ -701,8 +700,11 @@ _first = itemgetter(0)
 # The object of an opening verb ends at the first of these words or at punctuation: "Write [a
 # README] for the Helm chart", "Add [comments] to the Dockerfile explaining ...".
 _PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without from into onto
-    by at as and or so explaining describing listing covering showing using""".split())
+    by at as and or so above below under over before after inside near beside explaining
+    describing listing covering showing using""".split())
 _PHRASE_WORDS = 6
+_SENTENCE_END = re.compile(rb"\.\s+")
+_ALPHANUMERIC = re.compile(rb"[a-z0-9]")
 _DESTINATION_WORDS = 4
 _DESTINATIONS = frozenset((b"to", b"in", b"into"))
 # "a README section", "a FAQ entry": a part of a deliverable is that deliverable
@@ -718,9 +720,11 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
     index = start
     while index < len(words) and len(phrase) < limit:
         word = words[index].strip(b"'\"`*")
-        ends = bool(word) and word[-1] in b",:;.!?)"
-        word = word.rstrip(b",:;.!?)").split(b".", 1)[0]  # README.md: a README
         index += 1
+        if not _ALPHANUMERIC.search(word):
+            continue  # punctuation only ("the //! overview"): neither a word nor an end
+        ends = word[-1] in b",:;.!?)"
+        word = word.rstrip(b",:;.!?)").split(b".", 1)[0]  # README.md: a README
         if word in _PHRASE_BREAKS:
             return phrase, word, index
         if not word or b"(" in word:
@@ -738,6 +742,23 @@ def _named_deliverable(phrase: list[bytes], lexicon: Lexicon) -> tuple[Evidence,
     if not found and len(phrase) > 1 and phrase[-1] in _DOCUMENT_PARTS:
         found = lexicon.deliverables.get(phrase[-2])  # "a troubleshooting entry", "a docs block"
     return found
+
+
+def _task_deliverable(lower: bytes, first_word: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
+    """The deliverable of the opening sentence's verb, or else of the first later sentence that
+    opens with such a verb ("Our Storybook has no descriptions. Write a docs block for ...")."""
+    if first_word in lexicon.deliverable_verbs:
+        found = _deliverable(lower, first_word, lexicon)
+        if found:
+            return found
+    for sentence_end in _SENTENCE_END.finditer(lower):
+        rest = lower[sentence_end.end():]
+        verb = rest.split(None, 1)[0] if rest else b""
+        if verb in lexicon.deliverable_verbs:
+            found = _deliverable(rest, verb, lexicon)
+            if found:
+                return found
+    return ()
 
 
 def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:

@@ -105,15 +105,22 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
                    ["scripts/changelog.py"]) == ["python"]
     assert domains("Add a test that fails if any public function has no docstring.", lexicon,
                    ["tests/test_docstrings.py"]) == ["python"]
-    # the deliverable is the verb's object, not any document the task mentions
-    assert domains("Add a comments section under each blog post.", lexicon,
-                   ["src/pages/posts/[slug].tsx"]) == ["web"]
+    # a product's description is not documentation
     assert domains("Write a product description for a handmade leather notebook.", lexicon) == []
     # what the object goes into may be the document: a table added to the README
     assert domains("Add a 'Supported versions' table to the README listing the Python and Django "
                    "versions each release supports.", lexicon, ["README.md"]) == ["docs"]
     assert domains("Add a column to the orders table for the refund reason.", lexicon,
                    ["sql/orders.sql"]) == ["data"]
+    # the first later sentence that opens with such a verb, when the first one does not
+    assert domains("Our Rust crate has no crate-level documentation. Write the //! overview at "
+                   "the top of lib.rs with an example.", lexicon, ["src/lib.rs"])[0] == "docs"
+    # the object ends at a preposition: "a short comment above each regular expression"
+    assert domains("Add a short comment above each regular expression in the validator.", lexicon,
+                   ["validators/patterns.py"])[0] == "docs"
+    # a comments section is a page's feature, not a document
+    assert domains("Add a comments section under each blog post with replies.", lexicon,
+                   ["src/pages/posts/[slug].tsx"])[0] == "web"
     # a part of a document named with the document is that document
     assert domains("Add a troubleshooting entry for 'CUDA out of memory' during training.", lexicon,
                    ["docs/troubleshooting.md"]) == ["docs"]
