@@ -144,6 +144,12 @@ def choose(page: Page, label: str, option: str) -> None:
     page.wait_for_selector(IDLE, timeout=60_000)
 
 
+def click_one(locator) -> None:
+    """Click a widget a rerun may briefly show twice (the old one beside the new one)."""
+    expect(locator).to_have_count(1, timeout=30_000)
+    locator.click()
+
+
 def test_promote_canary_then_roll_back(page: Page, console, vllm_server):
     open_page(page, console, "adapters")
     sign_in(page)
@@ -151,8 +157,8 @@ def test_promote_canary_then_roll_back(page: Page, console, vllm_server):
     # the version list depends on the specialist: wait for the rerun that shows it
     expect(page.get_by_text("Live now: python-lora@1.0.0")).to_be_visible(timeout=30_000)
     choose(page, "Version", "1.1.0")
-    page.get_by_text("I want to change python-lora on every server").click()
-    page.get_by_role("button", name="Promote").click()
+    click_one(page.get_by_text("I want to change python-lora on every server"))
+    click_one(page.get_by_role("button", name="Promote"))
     expect(page.get_by_text("Promote python-lora@1.1.0: done")).to_be_visible(timeout=60_000)
     with Registry.open(console["db"]) as reg:
         assert reg.get_active("python-lora").version == "1.1.0"
@@ -161,7 +167,7 @@ def test_promote_canary_then_roll_back(page: Page, console, vllm_server):
         answer = client.chat("python-lora@1.1.0", "hello", max_tokens=2)
     assert answer.model == "python-lora@1.1.0" and answer.completion_tokens > 0
 
-    page.get_by_role("button", name="Roll back").click()
+    click_one(page.get_by_role("button", name="Roll back"))
     expect(page.get_by_text("Roll back python-lora@1.1.0: done")).to_be_visible(timeout=60_000)
     with Registry.open(console["db"]) as reg:
         assert reg.get_active("python-lora").version == "1.0.0"
