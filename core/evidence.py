@@ -265,6 +265,7 @@ _NOT_MARKS = bytes(b for b in range(256) if b not in _MARK_CHARS)
 # over the text. A word may carry several marks ("double" is a C type and a number word); a code
 # word's mark is the index of the code shape it gates.
 _NUMBER = "#"
+_DELIVERABLE = "deliverable"
 _FLAG_TOKENS: list[tuple[str, Any]] = (
     [(token, i) for i, (_, _, token, _) in enumerate(_CODE_SHAPES) if token]
     + [(token, "file_object") for token in _FILE_OBJECTS]
@@ -376,6 +377,10 @@ class Lexicon:
                 self._needles.setdefault(f"{head} {plural} ", [label, hits, False, []])
         for token, mark in _FLAG_TOKENS:
             self._needle(" " + token + " ", token)[3].append(mark)
+        # a deliverable is looked for only when the text has a word of one (or an implied verb)
+        for key in [*self.deliverables, *implied]:
+            token = _TOKEN.findall(key.decode())[0]
+            self._needle(" " + token + " ", token)[3].append(_DELIVERABLE)
         # One Aho-Corasick pass over the separated text finds every keyword, phrase, prefix and
         # flag word in C; the needles carry their spaces, so only whole tokens match ("ts" is not
         # found inside "tests", "spython" is not python). The DFA scans 2 KB in ~5 us.
@@ -587,7 +592,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     first_word = words[0] if words else b""
     if first_word in lexicon.leading:
         evidence += lexicon.leading[first_word]
-    evidence += _task_deliverable(lower, first_word, lexicon)
+    if _DELIVERABLE in flags:
+        evidence += _task_deliverable(lower, first_word, lexicon)
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
     # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "`").
@@ -703,7 +709,11 @@ _PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without
     by at as and or so above below under over before after inside near beside explaining
     describing listing covering showing using""".split())
 _PHRASE_WORDS = 6
-_SENTENCE_END = re.compile(rb"\.\s+")
+# a later sentence's first word; the object and where it goes lie within the next few hundred
+# bytes (slicing there keeps a 2 KB task from being copied once per sentence)
+_SENTENCE_START = re.compile(rb"\.\s+([a-z]+)")
+_PHRASE_BYTES = 240
+_LATER_SENTENCES = 3  # the ask is stated early; a 2 KB log is not searched sentence by sentence
 _ALPHANUMERIC = re.compile(rb"[a-z0-9]")
 _DESTINATION_WORDS = 4
 _DESTINATIONS = frozenset((b"to", b"in", b"into"))
@@ -721,7 +731,7 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
     while index < len(words) and len(phrase) < limit:
         word = words[index].strip(b"'\"`*")
         index += 1
-        if not _ALPHANUMERIC.search(word):
+        if not word.isalnum() and not _ALPHANUMERIC.search(word):
             continue  # punctuation only ("the //! overview"): neither a word nor an end
         ends = word[-1] in b",:;.!?)"
         word = word.rstrip(b",:;.!?)").split(b".", 1)[0]  # README.md: a README
@@ -745,17 +755,16 @@ def _named_deliverable(phrase: list[bytes], lexicon: Lexicon) -> tuple[Evidence,
 
 
 def _task_deliverable(lower: bytes, first_word: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
-    """The deliverable of the opening sentence's verb, or else of the first later sentence that
-    opens with such a verb ("Our Storybook has no descriptions. Write a docs block for ...")."""
+    """The deliverable of the opening verb; a task that opens with a statement instead gets the
+    first of its next few sentences that opens with such a verb ("Our Storybook has no
+    descriptions. Write a docs block for ...")."""
     if first_word in lexicon.deliverable_verbs:
-        found = _deliverable(lower, first_word, lexicon)
-        if found:
-            return found
-    for sentence_end in _SENTENCE_END.finditer(lower):
-        rest = lower[sentence_end.end():]
-        verb = rest.split(None, 1)[0] if rest else b""
+        return _deliverable(lower, first_word, lexicon)  # the ask itself; later sentences detail it
+    for sentence in itertools.islice(_SENTENCE_START.finditer(lower), _LATER_SENTENCES):
+        verb = sentence.group(1)
         if verb in lexicon.deliverable_verbs:
-            found = _deliverable(rest, verb, lexicon)
+            found = _deliverable(lower[sentence.start(1):sentence.start(1) + _PHRASE_BYTES], verb,
+                                 lexicon)
             if found:
                 return found
     return ()
@@ -764,7 +773,7 @@ def _task_deliverable(lower: bytes, first_word: bytes, lexicon: Lexicon) -> tupl
 def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence, ...]:
     """Tier 1: the deliverable the task's opening verb asks for, named by the last word (or two)
     of its object: "Write a README for the Helm chart" delivers a README, whatever it is about."""
-    words = lower.split(None, _PHRASE_WORDS + _DESTINATION_WORDS + 2)[1:]
+    words = lower[:_PHRASE_BYTES].split(None, _PHRASE_WORDS + _DESTINATION_WORDS + 2)[1:]
     if verb in lexicon.implied_deliverables:
         # "Document the shell scripts": the verb names the deliverable, its object the subject.
         # Not "Document upload fails": a noun, no determiner after it.
