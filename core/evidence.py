@@ -413,10 +413,14 @@ class Lexicon:
                                             for t in tokens):
             raise ValueError(f"deliverable {noun!r}: give one or two words ('readme', "
                              "'release notes')")
-        plural = _plural(tokens[-1])
-        for form in {" ".join(tokens), " ".join([*tokens[:-1], plural]) if plural else None} - {None}:
-            self.deliverables[form.encode()] = (*self.deliverables.get(form.encode(), ()),
-                                                Evidence(1, domain, "deliverable", noun, weight))
+        evidence = Evidence(1, domain, "deliverable", noun, weight)
+        forms = [" ".join(tokens)]
+        plural = _plural(tokens[-1])  # "readmes", "guides"
+        if plural:
+            forms.append(" ".join([*tokens[:-1], plural]))
+        for form in forms:
+            key = form.encode()
+            self.deliverables[key] = (*self.deliverables.get(key, ()), evidence)
 
     def _needle(self, needle: str, label: str) -> list[Any]:
         return self._needles.setdefault(needle, [label, [], False, []])
@@ -709,18 +713,21 @@ _PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without
     by at as and or so above below under over before after inside near beside explaining
     describing listing covering showing using""".split())
 _PHRASE_WORDS = 6
-# a later sentence's first word; the object and where it goes lie within the next few hundred
-# bytes (slicing there keeps a 2 KB task from being copied once per sentence)
+_ALPHANUMERIC = re.compile(rb"[a-z0-9]")
+# ... and where it goes, after one of these ("Add a table [to the README]")
+_DESTINATIONS = frozenset((b"to", b"in", b"into"))
+_DESTINATION_WORDS = 4
+# "a README section", "a FAQ entry": a part of a deliverable is that deliverable
+_DOCUMENT_PARTS = frozenset(b"""entry entries section sections page pages note notes paragraph
+    block blocks example examples chapter step steps""".split())
+# "Document the payloads" (a verb) and not "Document upload fails" (a noun)
+_DETERMINERS = frozenset(b"""the a an our every each all this these those its their your my any
+    how what why which when where""".split())
+# A later sentence's first word. The object and where it goes lie within a few hundred bytes:
+# slicing there keeps a 2 KB task from being copied once per sentence.
 _SENTENCE_START = re.compile(rb"\.\s+([a-z]+)")
 _PHRASE_BYTES = 240
 _LATER_SENTENCES = 3  # the ask is stated early; a 2 KB log is not searched sentence by sentence
-_ALPHANUMERIC = re.compile(rb"[a-z0-9]")
-_DESTINATION_WORDS = 4
-_DESTINATIONS = frozenset((b"to", b"in", b"into"))
-# "a README section", "a FAQ entry": a part of a deliverable is that deliverable
-_DOCUMENT_PARTS = frozenset(b"entry entries section sections page pages note notes paragraph block blocks example examples chapter step steps".split())
-_DETERMINERS = frozenset(b"""the a an our every each all this these those its their your my any
-    how what why which when where""".split())
 
 
 def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes], bytes, int]:
