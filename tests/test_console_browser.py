@@ -150,6 +150,23 @@ def click_one(locator) -> None:
     locator.click()
 
 
+def confirm(page: Page, question: str, enables: str) -> None:
+    """Tick a confirmation checkbox until the button it enables is enabled. The checkbox's key
+    names the selected version, so a rerun that is still drawing the page can replace it and
+    swallow a tick that landed just before; ticking is idempotent, so tick again."""
+    box = page.get_by_role("checkbox", name=question)
+    button = page.get_by_role("button", name=enables)
+    for _ in range(3):
+        expect(box).to_have_count(1, timeout=30_000)
+        box.check(force=True)  # the input is drawn over by Streamlit's own box
+        try:
+            expect(button).to_be_enabled(timeout=10_000)
+            return
+        except AssertionError:
+            page.wait_for_selector(IDLE, timeout=60_000)
+    expect(button).to_be_enabled()
+
+
 def test_promote_canary_then_roll_back(page: Page, console, vllm_server):
     open_page(page, console, "adapters")
     sign_in(page)
@@ -157,7 +174,7 @@ def test_promote_canary_then_roll_back(page: Page, console, vllm_server):
     # the version list depends on the specialist: wait for the rerun that shows it
     expect(page.get_by_text("Live now: python-lora@1.0.0")).to_be_visible(timeout=30_000)
     choose(page, "Version", "1.1.0")
-    click_one(page.get_by_text("I want to change python-lora on every server"))
+    confirm(page, "I want to change python-lora on every server", "Promote")
     click_one(page.get_by_role("button", name="Promote"))
     expect(page.get_by_text("Promote python-lora@1.1.0: done")).to_be_visible(timeout=60_000)
     with Registry.open(console["db"]) as reg:
