@@ -596,8 +596,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     first_word = words[0] if words else b""
     if first_word in lexicon.leading:
         evidence += lexicon.leading[first_word]
-    if _DELIVERABLE in flags:
-        evidence += _task_deliverable(lower, first_word, lexicon)
+    deliverable = _task_deliverable(lower, first_word, lexicon) if _DELIVERABLE in flags else ()
+    evidence += deliverable
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
     # instead of a search of the whole text per check ("<<<", "=>", "#!", "^", "=", "|", ".", "`").
@@ -662,9 +662,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
     # machine's state; comes with no source file: "Convert the directory walker in walk.cpp" is
-    # a change to that file).
+    # a change to that file; delivers no document: "Create a README listing the values in
+    # values.yaml" is not one).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
-    if not has_code and not task.context_refs and first_word in _SHELL_VERBS and (
+    if not has_code and not task.context_refs and first_word in _SHELL_VERBS and not any(
+            e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",

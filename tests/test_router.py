@@ -95,6 +95,9 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     assert domains(task, lexicon, refs) == ["docs"]
     ex = extract(Task(objective=task, context_refs=refs), lexicon)
     assert [(e.domain, e.match) for e in ex.evidence if e.kind == "deliverable"] == [("docs", "readme")]
+    # ... and is no shell one-liner, though it opens with "Create" and names a file
+    ex = extract(Task(objective=task), lexicon)
+    assert ex.domains[0] == "docs" and not [e for e in ex.evidence if e.kind == "shell_task"]
     # the object ends at a preposition or punctuation; its last word or two name the deliverable
     assert domains("Add comments to the Dockerfile explaining each stage.", lexicon,
                    ["Dockerfile"])[0] == "docs"
