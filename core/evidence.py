@@ -84,6 +84,9 @@ _QUANTITY_QUESTION = {
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
+_QUOTED = re.compile(rb"""(?<![\w])(['"])[^'"\n]*\1(?![\w])""")
+
+
 def _count_numbers(separated: bytes, number_words: int) -> int:
     """Tokens that start with a digit plus the number words the scan found."""
     return number_words + separated.translate(_DIGITS_AS_ZERO).count(b" 0")
@@ -653,6 +656,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
                          for verb, pattern in _IMPERATIVE.items())
         question = text.rstrip().endswith("?")
         numbers = _count_numbers(separated, number_words) if quantity or imperative or question else 0
+        if numbers >= 2 and (b"'" in lower or b'"' in lower):
+            # a quoted literal is a value, not a quantity ("a column of strings like '2023-01-05'")
+            unquoted = _QUOTED.sub(b" ", lower)
+            if unquoted != lower:
+                numbers = _count_numbers(b" " + unquoted.translate(_SEPARATORS) + b" ", number_words)
         if numbers >= 3:
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_strong_weight))

@@ -221,6 +221,16 @@ def test_a_python_assert_names_the_language(lexicon):
     assert "python" not in domains("Why does assert(count(list) == 3) abort?", lexicon)
 
 
+def test_numbers_in_a_quoted_literal_are_a_value_not_quantities(lexicon):
+    task = ("How do I convert a column of strings like '2023-01-05' to datetime and extract the "
+            "month in pandas?")
+    assert domains(task, lexicon) == ["data"]
+    # an apostrophe is no quote: Natalia's clips still count
+    assert domains("Natalia sold clips to 48 of her friends in April, and then she sold half as "
+                   "many clips in May. How many clips did Natalia's shop sell in April and May "
+                   "if 12 were returned?", lexicon) == ["math"]
+
+
 def test_word_problem_is_math(lexicon):
     text = "Ann has 3 apples and buys 5 more. How many apples does she have?"
     ex = extract(Task(objective=text), lexicon)
