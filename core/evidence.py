@@ -334,9 +334,10 @@ class Lexicon:
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
-        self.folders_count_whole: dict[str, tuple[str, ...]] = {
+        # ".py" names only a language that other trades write too (data's Python)
+        self.shared_extensions: dict[str, tuple[str, ...]] = {
             extension.lower(): tuple(domains)
-            for extension, domains in settings.get("folders_count_whole", {}).items()}
+            for extension, domains in settings.get("shared_extensions", {}).items()}
         # "Write [a README] for the Helm chart": the opening verbs whose object names the
         # deliverable, and the verbs that name it themselves ("Document the payloads")
         self.deliverable_verbs = frozenset(verb.lower().encode()
@@ -533,7 +534,7 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
     # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs),
     # unless the name is only an extension the folder's domain writes too (etl/load.py).
     named = set(best)
-    whole = lexicon.folders_count_whole.get(best[next(iter(best))][1], ()) if len(best) == 1 else ()
+    whole = lexicon.shared_extensions.get(best[next(iter(best))][1], ()) if len(best) == 1 else ()
     folders = lexicon.folders
     folder_hits = [(folder + "/", domain, weight) for folder in parts if folder in folders
                    for domain, weight in folders[folder]]
@@ -809,6 +810,26 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         if found and all(e.weight > 0 for e in found):
             return found
     return ()
+
+
+def sharing_domains(extraction: Extraction, lexicon: Lexicon) -> tuple[str, ...]:
+    """The other domains that write the leading domain's language, when all the leading domain
+    has is files whose extension names only that language (a ``.py`` file, no Python word): the
+    words, not the extension, must then say which trade the task is (python or data)."""
+    if not extraction.domains:
+        return ()
+    top = extraction.domains[0]
+    sharers: tuple[str, ...] = ()
+    for item in extraction.evidence:
+        if item.domain != top or item.weight <= 0:
+            continue
+        if item.kind not in ("file", "text_file"):
+            return ()
+        extension = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.py (.py)"
+        if extension not in lexicon.shared_extensions:
+            return ()
+        sharers = lexicon.shared_extensions[extension]
+    return sharers
 
 
 def decide(evidence: list[Evidence], lexicon: Lexicon,

@@ -165,7 +165,7 @@ def test_file_extensions_names_and_folders(lexicon):
     assert domains("Update this", lexicon, [".github/workflows/ci.yml"]) == ["devops"]
     assert domains("Tidy this up", lexicon, ["docs/"]) == ["docs"]
     assert domains("Tidy this up", lexicon, ["Dockerfile.dev"]) == ["devops"]
-    # .py names only the language: a data folder around it counts whole (folders_count_whole);
+    # .py names only the language: a data folder around it counts whole (shared_extensions);
     # the words then decide between python and data
     scores = extract(Task(objective="Fix it", context_refs=["etl/meters.py"]), lexicon).scores
     assert scores["data"] == scores["python"] == 3.0
@@ -493,6 +493,31 @@ def test_tier3_only_when_tiers_1_2_find_nothing(lexicon):
     # a tie between two domains stays with tiers 1-2 (tier 3's tie-breaks measured worse)
     tie = router.route(Task(objective="Benchmark the CUDA kernel from a Python script"))
     assert len(tie.extraction.domains) == 2 and tie.tier != 3 and embedder.calls == 1
+
+
+def test_tier3_says_whose_python_a_py_file_is_when_no_word_does(lexicon):
+    task = Task(objective="Compute the median delivery time per courier per week and highlight "
+                          "couriers that got slower.", context_refs=["jobs/courier_times.py"])
+    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "python-lora"
+    sure = FixedEmbedder({"data": 0.9, "python": 0.05, "null": 0.05})
+    decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(task)
+    assert decision.specialist == "data-lora" and decision.tier == 3
+    assert decision.extraction.domains == ["data"]  # decided, not shared with python
+    assert ("data", "p(data) 0.90") in {(e.domain, e.match) for e in decision.extraction.evidence}
+    # not sure enough (shared_language_threshold 0.8): the .py file decides
+    unsure = FixedEmbedder({"data": 0.75, "python": 0.2, "null": 0.05})
+    assert Router(RoutingTable.seed(), lexicon=lexicon, embedder=unsure).route(task).specialist \
+        == "python-lora"
+    # a Python word, not only the extension: tier 3 is not asked
+    worded = Task(objective="Compute the median delivery time per courier in the pytest fixture.",
+                  context_refs=["jobs/courier_times.py"])
+    asked = sure.calls
+    assert Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(worded).specialist \
+        == "python-lora" and sure.calls == asked
+    # an extension that names one trade (.tsx) is not shared: tier 3 is not asked either
+    Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(
+        Task(objective="Compute the totals per courier", context_refs=["src/Couriers.tsx"]))
+    assert sure.calls == asked
 
 
 def test_tier3_never_routes_a_language_no_specialist_serves(lexicon):
