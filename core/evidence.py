@@ -51,7 +51,11 @@ def _separate(text: str) -> tuple[bytes, bytes]:
         for mark in _UNICODE_SEPARATORS:  # a regex alternation of the eight took 15 us
             if mark in lower:
                 lower = lower.replace(mark, b" ")
-    return lower, b" " + lower.translate(_SEPARATORS) + b" "
+    return lower, _separated(lower)
+
+
+def _separated(lower: bytes) -> bytes:
+    return b" " + lower.translate(_SEPARATORS) + b" "
 
 
 def tokens(text: str) -> list[str]:
@@ -534,7 +538,10 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
     # speaks for a domain, a folder of another domain counts half (charts/api/README.md is docs),
     # unless the name is only an extension the folder's domain writes too (etl/load.py).
     named = set(best)
-    whole = lexicon.shared_extensions.get(best[next(iter(best))][1], ()) if len(best) == 1 else ()
+    whole: tuple[str, ...] = ()
+    if len(best) == 1:
+        [(_, name_label)] = best.values()
+        whole = lexicon.shared_extensions.get(name_label, ())
     folders = lexicon.folders
     folder_hits = [(folder + "/", domain, weight) for folder in parts if folder in folders
                    for domain, weight in folders[folder]]
@@ -661,7 +668,7 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             # a quoted literal is a value, not a quantity ("a column of strings like '2023-01-05'")
             unquoted = _QUOTED.sub(b" ", lower)
             if unquoted != lower:
-                numbers = _count_numbers(b" " + unquoted.translate(_SEPARATORS) + b" ", number_words)
+                numbers = _count_numbers(_separated(unquoted), number_words)
         if numbers >= 3:
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_strong_weight))
