@@ -116,6 +116,21 @@ compress archive extract split sort replace show view save change set create mak
 locate grep get change calculate kill check monitor mount unmount download report output ping
 append prepend truncate run execute schedule page open start stop restart echo add export install
 uninstall upgrade enable disable convert""".split())
+
+
+def _third_person(verb: bytes) -> bytes:
+    if verb.endswith((b"s", b"sh", b"ch", b"x", b"o")):
+        return verb + b"es"
+    if verb.endswith(b"y") and verb[-2:-1] not in b"aeiou":
+        return verb[:-1] + b"ies"
+    return verb + b"s"
+
+
+# nl2bash describes commands as often as it asks for them: "Copies 'src' to 'dest' ...".
+_SHELL_VERBS |= {_third_person(verb) for verb in _SHELL_VERBS if not verb.endswith(b"ly")}
+# What a one-liner's arguments look like: a shell variable ("$filename", "${linenum}", a quoted
+# "$1"; not a LaTeX "$x$" or a price, "$12") or a quoted literal ('domains.txt', "abcdefg").
+_SHELL_VARIABLE = re.compile(r"\$(?:\{\w|[A-Za-z_]\w|[A-Z]\b)|(?<=[\"'])\$\d")
 _FILE_OBJECTS = frozenset("""file files directory directories folder folders lines
 filename filenames path paths subdirectories subdirectory""".split()) | {
     "each line", "every line", "first line", "last line", "line by line"}  # not "line item"
@@ -131,8 +146,23 @@ _SYSTEM_OBJECTS = frozenset([
     "current date", "current time", "date and time", "today s date", "yesterday s date",
     "tomorrow s date", "unix timestamp", "epoch time", "bash history", "command history",
     "shell history", "running services", "installed packages", "kernel version", "disk usage",
-    "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted"])
+    "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted",
+    "standard input", "standard output", "standard error", "stdin", "stdout", "stderr", "newline",
+    "commands in history", "print history", "search history", "show history", "calendar", "epoch", "host name", "euid", "group names", "line endings",
+    "nameserver", "ownership", "symbolic link", "symbolic links", "clipboard", "alias", "aliases"])
 _SHELL_TASK_MAX = 200  # characters
+_ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
+
+
+def _quotes_arguments(lower: bytes) -> bool:
+    """Quoted literals as a command line has them: two ("Copy 'src' to 'dest'"), one that is no
+    plain word ('domains.txt', "ip_addresses"), or one the task calls a command, a variable, its
+    characters or bytes. One plain word alone is as likely a word: "Count the syllables in
+    'extraordinary'"."""
+    quoted = [match.group(0)[1:-1] for match in _QUOTED.finditer(lower)]
+    return bool(quoted) and (
+        len(quoted) > 1 or not quoted[0].replace(b" ", b"").isalpha()
+        or any(noun in lower for noun in _ARGUMENT_NOUNS))
 # An everyday word right before one of these names what a product is about, not the ask: "a
 # recipe app", "the wedding website", "the songs table", "a cover letter generator".
 _PRODUCT_NOUNS = frozenset(b"""app apps application website site page pages api service table tables
@@ -571,6 +601,16 @@ def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     return names
 
 
+def _labels_in(separated: bytes, lexicon: Lexicon) -> set[str]:
+    """The keywords (by label) the lexicon finds in a separated text."""
+    labels = set()
+    for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
+        label, _, needs_longer = lexicon.payloads[index][:3]
+        if not (needs_longer and separated[end] == 32):
+            labels.add(label)
+    return labels
+
+
 def extract(task: Task, lexicon: Lexicon) -> Extraction:
     """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
     text = task.objective
@@ -684,9 +724,19 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     if not has_code and not task.context_refs and first_word in _SHELL_VERBS and not any(
             e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
-            or ("system_object" in flags and len(text) <= _SHELL_TASK_MAX)):
+            or (len(text) <= _SHELL_TASK_MAX and (
+                "system_object" in flags or ("$" in text and _SHELL_VARIABLE.search(text))
+                or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower))))):
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
                                  lexicon.shell_task_weight))
+        if b"'" in lower or b'"' in lower:
+            # What a command line quotes is its arguments, not its trade: 'Rename "svnlog.py" to
+            # "svnlog"', 'file type of command "python"', 'Replace "a" with "b" in "index.html"'.
+            unquoted = _QUOTED.sub(b" ", lower)
+            if unquoted != lower:
+                outside = _labels_in(_separated(unquoted), lexicon)
+                evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside]
+                text_files = _file_names_in(unquoted, lexicon) if b"." in unquoted else ()
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.

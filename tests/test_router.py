@@ -282,6 +282,20 @@ def test_shell_one_liner_is_devops(lexicon):
     # a task that comes with a source file changes that file, whatever its first verb
     assert domains("Convert the recursive directory walker to an iterative one", lexicon,
                    ["src/walk.cpp"]) == ["systems"]
+    # nl2bash's styles: a description ("Copies ..."), quoted arguments, shell variables, the
+    # shell's own objects; what the command line quotes is an argument, not a trade
+    for text in ("Copies 'src' to 'dest' preserving overwriting the existing files.",
+                 'Copy "src" to "dest" if "src" is newer than "dest"',
+                 'Print characters in variable "$a" that exist in variable "$b"',
+                 "Print days between date $A and $B",
+                 "Print every 16 bytes of standard input in groups of two followed by a space",
+                 'Rename "svnlog.py" to "svnlog"',
+                 'Print file type of the executable file of command "python"',
+                 'Replace all instances of "foo" with "bar" in "index.html"'):
+        assert domains(text, lexicon) == ["devops"], text
+    # one quoted plain word is as likely a word; a price is no variable
+    assert domains("Count the syllables in 'extraordinary'", lexicon) == []
+    assert "devops" not in domains("Find the total if each of 3 tickets costs $12", lexicon)
     # an imperative about everyday things is not a shell task
     for text in ("Show the history of the Roman empire", "Show me the best vacation packages for Italy",
                  "Find the terminal velocity of a falling skydiver", "Print a motivational quote"):
