@@ -115,7 +115,13 @@ _SHELL_VERBS = frozenset(b"""find print display list search delete remove count 
 compress archive extract split sort replace show view save change set create make recursively
 locate grep get change calculate kill check monitor mount unmount download report output ping
 append prepend truncate run execute schedule page open start stop restart echo add export install
-uninstall upgrade enable disable convert""".split())
+uninstall upgrade enable disable convert determine discard delimit send simulate decompress
+uncompress unpack unzip dump descend repeat renumber trim strip wrap merge join concatenate verify
+backup sync upload transfer clear erase overwrite encrypt decrypt encode decode filter
+reverse""".split())
+# A command's own name as the first word is a shell task whatever follows ("ssh into the box").
+_COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
+bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
 
 
 def _third_person(verb: bytes) -> bytes:
@@ -149,8 +155,16 @@ _SYSTEM_OBJECTS = frozenset([
     "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted",
     "standard input", "standard output", "standard error", "stdin", "stdout", "stderr", "newline",
     "commands in history", "print history", "search history", "show history", "calendar", "epoch", "host name", "euid", "group names", "line endings",
-    "nameserver", "ownership", "symbolic link", "symbolic links", "clipboard", "alias", "aliases"])
+    "nameserver", "ownership", "symbolic link", "symbolic links", "clipboard", "alias", "aliases",
+    "shell", "processes", "login", "globbing", "wildcard expansion", "history entry",
+    "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
+    "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
+# A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
+# "history.json" with matplotlib is a plot.
+_PLAIN_FILE = re.compile(rb"[\w-]\.(?:txt|text|log|logs|dat|out|tmp|bak|old|orig|gz|tgz|zip|tar|bz2|"
+                         rb"xz|7z|rar|iso|img|bin|deb|rpm|pdf|jpe?g|png|gif|bmp|tiff?|mp3|mp4|avi|"
+                         rb"mkv|mov|wav|flac|ogg|doc|docx|odt)\b")
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
 
@@ -721,9 +735,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # a change to that file; delivers no document: "Create a README listing the values in
     # values.yaml" is not one).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
-    if not has_code and not task.context_refs and first_word in _SHELL_VERBS and not any(
+    if not has_code and not task.context_refs and (
+            first_word in _SHELL_VERBS or first_word in _COMMAND_WORDS) and not any(
             e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
+            or first_word in _COMMAND_WORDS or (b"." in marks and _PLAIN_FILE.search(lower))
             or (len(text) <= _SHELL_TASK_MAX and (
                 "system_object" in flags or ("$" in text and _SHELL_VARIABLE.search(text))
                 or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower))))):

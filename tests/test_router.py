@@ -293,6 +293,12 @@ def test_shell_one_liner_is_devops(lexicon):
                  'Print file type of the executable file of command "python"',
                  'Replace all instances of "foo" with "bar" in "index.html"'):
         assert domains(text, lexicon) == ["devops"], text
+    # a verb nl2bash opens with, a command's own name, a file no trade owns
+    for text in ("Determine the user associated with stdin", "ssh into the build box as deploy",
+                 "Display the content of YourFile.txt, waiting for user input at each page."):
+        assert domains(text, lexicon) == ["devops"], text
+    assert domains("Display the training loss curve from history.json with matplotlib",
+                   lexicon) == ["data"]
     # one quoted plain word is as likely a word; a price is no variable
     assert domains("Count the syllables in 'extraordinary'", lexicon) == []
     assert "devops" not in domains("Find the total if each of 3 tickets costs $12", lexicon)
