@@ -66,7 +66,8 @@ def tokens(text: str) -> list[str]:
 _EXTENSION = re.compile(rb"\.([a-z][a-z0-9_+]*)\b")
 _FILE_NAME_HEAD = re.compile(rb"[\w\-./]*")
 _NUMBER_WORDS = frozenset("""one two three four five six seven eight nine ten eleven twelve
-twenty thirty forty fifty hundred thousand dozen half twice double triple""".split()) | {
+twenty thirty forty fifty hundred thousand dozen half twice double triple thrice thirds
+quarters""".split()) | {"a third", "a quarter", "a fifth", "a tenth"} | {
     # a rate states a number too: "3 mice a week ... in a year" is 3 x 52
     f"{per} {unit}" for per in ("a", "an", "per", "each", "every") for unit in (
         "minute", "hour", "day", "week", "month", "year") if (per == "an") == (unit == "hour")}
@@ -910,8 +911,10 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     scores: dict[str, float] = {}
     null_score = unserved_score = 0.0
     tier_of: dict[str, int] = {}
-    has_source_file = False
+    has_source_file = word_problem = False
     for item in evidence:
+        if item.kind == "word_problem":
+            word_problem = True
         if item.domain == "null":
             null_score += item.weight
             continue
@@ -932,8 +935,10 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     top = ranked[0][1]
     # A task that comes with a source file of a domain is technical, whatever words it uses
     # ("add keyboard shortcuts to List.tsx").
-    if null_score >= lexicon.min_score and null_score >= top - lexicon.null_margin \
-            and not has_source_file:
+    # A word problem is told in everyday words ("a 20% tip on our $50 dinner bill"): they outweigh
+    # it only when they say more.
+    margin = -0.001 if word_problem and ranked[0][0] == "math" else lexicon.null_margin
+    if null_score >= lexicon.min_score and null_score >= top - margin and not has_source_file:
         extraction.non_technical = True
         return extraction
     extraction.domains = [d for d, s in ranked if s >= lexicon.min_score
