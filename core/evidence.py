@@ -616,6 +616,9 @@ def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     return names
 
 
+_URL_PAGE = re.compile(rb"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b")
+
+
 def _labels_in(separated: bytes, lexicon: Lexicon) -> set[str]:
     """The keywords (by label) the lexicon finds in a separated text."""
     labels = set()
@@ -630,6 +633,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
     text = task.objective
     lower, separated = _separate(text)
+    if b"://" in lower:
+        # A link's page is no file to work on: ".../python-recursion-exercise-9.php" is not PHP.
+        lower = _URL_PAGE.sub(rb"\1", lower)
+        separated = _separated(lower)
     evidence: list[Evidence] = []
 
     # Tier 1: keywords, phrases, prefixes and flag words, in one pass (see Lexicon). A keyword
