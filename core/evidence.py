@@ -422,12 +422,16 @@ class Lexicon:
                 else:
                     self.files.setdefault(pattern, []).append((domain, float(weight)))
         # "load balancers" is evidence as much as "load balancer": every word or phrase also
-        # matches with its last word in the plural, as the same keyword, unless listed itself.
+        # matches with its last word in the plural, as the same keyword; listed itself with the
+        # same weights it is still the same keyword ("a positive integer ... positive integers"
+        # counts once), with other weights its own.
         for needle, (label, hits, needs_longer, _) in list(self._needles.items()):
             plural = _plural(needle[:-1].rsplit(" ", 1)[-1]) if not needs_longer else None
             if plural:
                 head = needle[:-1].rsplit(" ", 1)[0]
-                self._needles.setdefault(f"{head} {plural} ", [label, hits, False, []])
+                listed = self._needles.setdefault(f"{head} {plural} ", [label, hits, False, []])
+                if listed[1] == hits and not listed[2]:
+                    listed[0] = label
         for token, mark in _FLAG_TOKENS:
             self._needle(" " + token + " ", token)[3].append(mark)
         # a deliverable is looked for only when the text has a word of one (or an implied verb)
