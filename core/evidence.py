@@ -381,6 +381,7 @@ class Lexicon:
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
+        self.named_column_weight = float(settings.get("named_column_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
         # ".py" names only a language that other trades write too (data's Python)
@@ -620,6 +621,7 @@ def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     return names
 
 
+_NAMED_COLUMN = re.compile(rb"""(?<![\w])(['"])\w[\w ]{0,30}\1 columns?\b|\bcolumns? (['"])\w[\w ]{0,30}\2""")
 _URL_PAGE = re.compile(rb"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b")
 
 
@@ -741,6 +743,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         elif numbers == 2 and (quantity or imperative):
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_weight))
+
+    # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
+    if b"column" in lower and (b"'" in lower or b'"' in lower) and _NAMED_COLUMN.search(lower):
+        evidence.append(Evidence(1, "data", "keyword", "named column", lexicon.named_column_weight))
 
     # Tier 1: a shell one-liner (starts with a shell-ish verb, talks about files, paths or the
     # machine's state; comes with no source file: "Convert the directory walker in walk.cpp" is

@@ -741,3 +741,13 @@ def test_tier3_examples_are_embedded_once_and_labels_retrain_it(real_embedder, t
     assert first[0] == ["cuda", "null", "python"] and second[0] == ["cuda", "devops", "null", "python"]
     assert len(list(tmp_path.glob("tier3-prototypes-*.npz"))) == 1  # the older prototypes are gone
     assert cache.exists()
+
+
+def test_pandas_puzzles_without_a_library_name_are_data(lexicon):
+    # selecting rows and naming a column are a table's operations, as the pandas puzzles ask them
+    assert domains("Select only the rows where the number of visits is greater than 3.", lexicon) == ["data"]
+    assert domains("The 'priority' column contains the values 'yes' and 'no'. Replace this column "
+                   "with a column of boolean values.", lexicon) == ["data"]
+    # the csv module is still Python's, rows and all
+    assert domains("Read a CSV file with the csv module and print the rows where the third column "
+                   "is empty.", lexicon) == ["python"]
