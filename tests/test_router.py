@@ -750,4 +750,4 @@ def test_pandas_puzzles_without_a_library_name_are_data(lexicon):
                    "with a column of boolean values.", lexicon) == ["data"]
     # the csv module is still Python's, rows and all
     assert domains("Read a CSV file with the csv module and print the rows where the third column "
-                   "is empty.", lexicon) == ["python"]
+                   "is empty.", lexicon)[0] == "python"
