@@ -113,13 +113,13 @@ def _found_at(text: Any, needle: Any, pattern: re.Pattern | None) -> bool:
 _ABSOLUTE_PATH = re.compile(r"/(?<![\w.]/)[\w.-]+(?:/[\w.*-]+)+")
 # An imperative one-liner about files, as people ask a shell for (nl2bash-style tasks).
 _SHELL_VERBS = frozenset(b"""find print display list search delete remove count copy move rename
-compress archive extract split sort replace show view save change set create make recursively
-locate grep get change calculate kill check monitor mount unmount download report output ping
-append prepend truncate run execute schedule page open start stop restart echo add export install
-uninstall upgrade enable disable convert determine discard delimit send simulate decompress
-uncompress unpack unzip dump descend repeat renumber trim strip wrap merge join concatenate verify
-backup sync upload transfer clear erase overwrite encrypt decrypt encode decode filter
-reverse""".split())
+compress archive extract split sort replace show view save change set create make locate grep get
+calculate kill check monitor mount unmount download report output ping append prepend truncate
+run execute schedule page open start stop restart echo add export install uninstall upgrade enable
+disable convert determine discard delimit send simulate decompress uncompress unpack unzip dump
+descend repeat renumber trim strip wrap merge join concatenate verify backup sync upload transfer
+clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring load listen
+bypass catch log""".split())
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
@@ -134,7 +134,7 @@ def _third_person(verb: bytes) -> bytes:
 
 
 # nl2bash describes commands as often as it asks for them: "Copies 'src' to 'dest' ...".
-_SHELL_VERBS |= {_third_person(verb) for verb in _SHELL_VERBS if not verb.endswith(b"ly")}
+_SHELL_VERBS |= {_third_person(verb) for verb in _SHELL_VERBS}
 # What a one-liner's arguments look like: a shell variable ("$filename", "${linenum}", a quoted
 # "$1"; not a LaTeX "$x$" or a price, "$12") or a quoted literal ('domains.txt', "abcdefg").
 _SHELL_VARIABLE = re.compile(r"\$(?:\{\w|[A-Za-z_]\w|[A-Z]\b)|(?<=[\"'])\$\d")
@@ -155,7 +155,8 @@ _SYSTEM_OBJECTS = frozenset([
     "shell history", "running services", "installed packages", "kernel version", "disk usage",
     "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted",
     "standard input", "standard output", "standard error", "stdin", "stdout", "stderr", "newline",
-    "commands in history", "print history", "search history", "show history", "calendar", "epoch", "host name", "euid", "group names", "line endings",
+    "commands in history", "print history", "search history", "show history", "calendar", "epoch",
+    "host name", "euid", "group names", "line endings",
     "nameserver", "ownership", "symbolic link", "symbolic links", "clipboard", "alias", "aliases",
     "shell", "processes", "login", "globbing", "wildcard expansion", "history entry",
     "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
@@ -163,9 +164,9 @@ _SYSTEM_OBJECTS = frozenset([
 _SHELL_TASK_MAX = 200  # characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
 # "history.json" with matplotlib is a plot.
-_PLAIN_FILE = re.compile(rb"[\w-]\.(?:txt|text|log|logs|dat|out|tmp|bak|old|orig|gz|tgz|zip|tar|bz2|"
-                         rb"xz|7z|rar|iso|img|bin|deb|rpm|pdf|jpe?g|png|gif|bmp|tiff?|mp3|mp4|avi|"
-                         rb"mkv|mov|wav|flac|ogg|doc|docx|odt)\b")
+_PLAIN_FILE = re.compile(rb"[\w-]\.(?:txt|text|log|logs|dat|out|tmp|bak|old|orig|gz|tgz|zip|tar|"
+                         rb"bz2|xz|7z|rar|iso|img|bin|deb|rpm|pdf|jpe?g|png|gif|bmp|tiff?|mp3|mp4|"
+                         rb"avi|mkv|mov|wav|flac|ogg|doc|docx|odt)\b")
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
 
@@ -753,11 +754,14 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # a change to that file; delivers no document: "Create a README listing the values in
     # values.yaml" is not one).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
+    verb = first_word
+    if verb.endswith(b"ly") and len(words) > 1:  # "Automatically log into ...": the verb is next
+        verb = words[1].split(None, 1)[0]
     if not has_code and not task.context_refs and (
-            first_word in _SHELL_VERBS or first_word in _COMMAND_WORDS) and not any(
+            verb in _SHELL_VERBS or verb in _COMMAND_WORDS) and not any(
             e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
-            or first_word in _COMMAND_WORDS or (b"." in marks and _PLAIN_FILE.search(lower))
+            or verb in _COMMAND_WORDS or (b"." in marks and _PLAIN_FILE.search(lower))
             or (len(text) <= _SHELL_TASK_MAX and (
                 "system_object" in flags or ("$" in text and _SHELL_VARIABLE.search(text))
                 or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower))))):
