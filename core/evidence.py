@@ -118,7 +118,7 @@ calculate kill check monitor mount unmount download report output ping append pr
 run execute schedule page open start stop restart echo add export install uninstall upgrade enable
 disable convert determine discard delimit send simulate decompress uncompress unpack unzip dump
 descend repeat renumber trim strip wrap merge join concatenate verify backup sync upload transfer
-clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring load listen
+clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring listen
 bypass catch log""".split())
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
@@ -158,7 +158,7 @@ _SYSTEM_OBJECTS = frozenset([
     "commands in history", "print history", "search history", "show history", "calendar", "epoch",
     "host name", "euid", "group names", "line endings",
     "nameserver", "ownership", "symbolic link", "symbolic links", "clipboard", "alias", "aliases",
-    "shell", "processes", "login", "globbing", "wildcard expansion", "history entry",
+    "shell", "processes", "full login", "login shell", "login name", "login time", "globbing", "wildcard expansion", "history entry",
     "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
     "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
@@ -626,6 +626,14 @@ _NAMED_COLUMN = re.compile(rb"""(?<![\w])(['"])\w[\w ]{0,30}\1 columns?\b|\bcolu
 _URL_PAGE = re.compile(rb"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b")
 
 
+def _any_domain_reaches(evidence: list[Evidence], score: float) -> bool:
+    totals: dict[str, float] = {}
+    for item in evidence:
+        if item.domain in DOMAINS:
+            totals[item.domain] = totals.get(item.domain, 0.0) + item.weight
+    return any(total >= score for total in totals.values())
+
+
 def _labels_in(separated: bytes, lexicon: Lexicon) -> set[str]:
     """The keywords (by label) the lexicon finds in a separated text."""
     labels = set()
@@ -764,7 +772,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             or verb in _COMMAND_WORDS or (b"." in marks and _PLAIN_FILE.search(lower))
             or (len(text) <= _SHELL_TASK_MAX and (
                 "system_object" in flags or ("$" in text and _SHELL_VARIABLE.search(text))
-                or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower))))):
+                # quoted arguments alone are a command line only when no trade has its say:
+                # "Set the 'Content-Security-Policy' header in the Express app" is web's
+                or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower)
+                    and not _any_domain_reaches(evidence, lexicon.min_score))))):
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
                                  lexicon.shell_task_weight))
         if b"'" in lower or b'"' in lower:
@@ -773,7 +784,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             unquoted = _QUOTED.sub(b" ", lower)
             if unquoted != lower:
                 outside = _labels_in(_separated(unquoted), lexicon)
-                evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside]
+                evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
+                            or e.match not in done]
                 text_files = _file_names_in(unquoted, lexicon) if b"." in unquoted else ()
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
