@@ -119,7 +119,7 @@ run execute schedule page open start stop restart echo add export install uninst
 disable convert determine discard delimit send simulate decompress uncompress unpack unzip dump
 descend repeat renumber trim strip wrap merge join concatenate verify backup sync upload transfer
 clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring listen
-bypass catch log""".split())
+bypass catch log read receive reattach reconnect detach record bind""".split())
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
