@@ -119,7 +119,9 @@ run execute schedule page open start stop restart echo add export install uninst
 disable convert determine discard delimit send simulate decompress uncompress unpack unzip dump
 descend repeat renumber trim strip wrap merge join concatenate verify backup sync upload transfer
 clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring listen
-bypass catch log read receive reattach reconnect detach record bind""".split())
+bypass catch log read receive reattach reconnect detach record bind parse pass perform pick pipe
+place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
+tunnel turn uncomment ungzip untar""".split())
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
@@ -156,11 +158,12 @@ _SYSTEM_OBJECTS = frozenset([
     "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted",
     "standard input", "standard output", "standard error", "stdin", "stdout", "stderr", "newline",
     "commands in history", "print history", "search history", "show history", "calendar", "epoch",
-    "host name", "euid", "group names", "line endings",
-    "nameserver", "ownership", "symbolic link", "symbolic links", "clipboard", "alias", "aliases",
-    "shell", "processes", "full login", "login shell", "login name", "login time", "globbing", "wildcard expansion", "history entry",
+    "host name", "euid", "group names", "line endings", "nameserver", "ownership", "symbolic link",
+    "symbolic links", "clipboard", "alias", "aliases", "shell", "processes", "full login",
+    "login shell", "login name", "login time", "globbing", "wildcard expansion", "history entry",
     "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
-    "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "variable", "shell option", "shell function", "shell variable", "array member", "ping",
+    "background job", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
