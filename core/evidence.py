@@ -121,7 +121,7 @@ descend repeat renumber trim strip wrap merge join concatenate verify backup syn
 clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring listen
 bypass catch log read receive reattach reconnect detach record bind parse pass perform pick pipe
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
-tunnel turn uncomment ungzip untar""".split())
+tunnel turn uncomment ungzip untar format forward generate give go grab getting""".split())
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
@@ -163,7 +163,8 @@ _SYSTEM_OBJECTS = frozenset([
     "login shell", "login name", "login time", "globbing", "wildcard expansion", "history entry",
     "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
     "variable", "shell option", "shell function", "shell variable", "array member", "ping",
-    "background job", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
+    "primary group", "time string", "tty", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
@@ -779,7 +780,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # values.yaml" is not one).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
     verb = first_word
-    if verb.endswith(b"ly") and len(words) > 1:  # "Automatically log into ...": the verb is next
+    if (verb.endswith(b"ly") or verb == b"force") and len(words) > 1:  # "Automatically log into",
+        # "Force delete ...": the verb is next
         verb = words[1].split(None, 1)[0]
     if not has_code and not task.context_refs and (
             verb in _SHELL_VERBS or verb in _COMMAND_WORDS) and not any(
