@@ -295,10 +295,16 @@ def test_shell_one_liner_is_devops(lexicon):
         assert domains(text, lexicon) == ["devops"], text
     # a verb nl2bash opens with, a command's own name, a file no trade owns
     for text in ("Determine the user associated with stdin", "ssh into the build box as deploy",
+                 'Read a line from standard input into variable "text"', "Go to /tmp directory.",
+                 "Unset the DISPLAY variable", "Force delete all files in the current folder",
                  "Display the content of YourFile.txt, waiting for user input at each page."):
         assert domains(text, lexicon) == ["devops"], text
     assert domains("Display the training loss curve from history.json with matplotlib",
                    lexicon) == ["data"]
+    # the same verbs keep other trades' tasks theirs
+    assert domains("Read the CSV into a DataFrame and drop the duplicate rows", lexicon)[0] == "data"
+    assert domains("Go through the React components and remove the unused props",
+                   lexicon)[0] == "web"
     # one quoted plain word is as likely a word; a price is no variable
     assert domains("Count the syllables in 'extraordinary'", lexicon) == []
     assert "devops" not in domains("Find the total if each of 3 tickets costs $12", lexicon)
