@@ -121,7 +121,9 @@ descend repeat renumber trim strip wrap merge join concatenate verify backup syn
 clear erase overwrite encrypt decrypt encode decode filter reverse assign attach bring listen
 bypass catch log read receive reattach reconnect detach record bind parse pass perform pick pipe
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
-tunnel turn uncomment ungzip untar format forward generate give go grab getting""".split())
+tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
+answer adjust""".split())
+_LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
@@ -164,7 +166,8 @@ _SYSTEM_OBJECTS = frozenset([
     "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
     "variable", "shell option", "shell function", "shell variable", "array member", "ping",
     "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
-    "primary group", "time string", "tty", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "primary group", "time string", "tty", "dirs stack", "directory stack", "pseudo-terminal",
+    "pseudo terminal", "mount points", "mounts", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
@@ -779,10 +782,11 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
     # a change to that file; delivers no document: "Create a README listing the values in
     # values.yaml" is not one).
     text_files = _file_names_in(lower, lexicon) if b"." in marks else ()
-    verb = first_word
-    if (verb.endswith(b"ly") or verb == b"force") and len(words) > 1:  # "Automatically log into",
-        # "Force delete ...": the verb is next
-        verb = words[1].split(None, 1)[0]
+    verb, rest = first_word, words[1] if len(words) > 1 else b""
+    if lower.startswith(b"(") and b")" in lower[:40]:  # "(GNU specific) Display ..."
+        verb, _, rest = lower[lower.index(b")") + 1:].strip().partition(b" ")
+    if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
+        verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
     if not has_code and not task.context_refs and (
             verb in _SHELL_VERBS or verb in _COMMAND_WORDS) and not any(
             e.weight > 0 for e in deliverable) and (
