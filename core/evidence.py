@@ -122,7 +122,7 @@ clear erase overwrite encrypt decrypt encode decode filter reverse assign attach
 bypass catch log read receive reattach reconnect detach record bind parse pass perform pick pipe
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
-answer adjust""".split())
+answer adjust switch wait""".split())
 _LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
@@ -167,7 +167,7 @@ _SYSTEM_OBJECTS = frozenset([
     "variable", "shell option", "shell function", "shell variable", "array member", "ping",
     "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
     "primary group", "time string", "tty", "dirs stack", "directory stack", "pseudo-terminal",
-    "pseudo terminal", "mount points", "mounts", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "pseudo terminal", "mount points", "mounts", "to user", "switch user", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
