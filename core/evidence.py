@@ -392,6 +392,7 @@ class Lexicon:
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_column_weight = float(settings.get("named_column_weight", 2.0))
+        self.css_length_weight = float(settings.get("css_length_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
         # ".py" names only a language that other trades write too (data's Python)
@@ -631,6 +632,7 @@ def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     return names
 
 
+_CSS_LENGTH = re.compile(rb"(?<![\w.])\d+(?:\.\d+)?(?:px|rem)\b")
 # Tried at each "column" only: a search over the whole text tried every offset (~70 us on 2 KB).
 _QUOTED_NAME_BEFORE = re.compile(rb"""(?<![\w])(['"])\w[\w ]{0,30}\1 $""")
 _COLUMN_QUOTED_NAME = re.compile(rb"""columns? (['"])\w[\w ]{0,30}\1""")
@@ -772,6 +774,10 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         elif numbers == 2 and (quantity or imperative):
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_weight))
+
+    # Tier 1: a CSS length is a page's ("narrower than 600px", "padding: 1.5rem").
+    if (b"px" in lower or b"rem" in lower) and _CSS_LENGTH.search(lower):
+        evidence.append(Evidence(1, "web", "keyword", "a CSS length", lexicon.css_length_weight))
 
     # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
     if (b"'" in lower or b'"' in lower) and _names_a_column(lower):
