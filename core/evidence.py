@@ -122,7 +122,11 @@ clear erase overwrite encrypt decrypt encode decode filter reverse assign attach
 bypass catch log read receive reattach reconnect detach record bind parse pass perform pick pipe
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
-answer adjust switch wait""".split())
+answer adjust switch wait cut""".split())
+# "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
+# what it writes is a stream or a listing ("Write the output of ... to ...").
+_WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
+                  b"unbuffered", b"the contents")
 _LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
@@ -167,7 +171,8 @@ _SYSTEM_OBJECTS = frozenset([
     "variable", "shell option", "shell function", "shell variable", "array member", "ping",
     "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
     "primary group", "time string", "tty", "dirs stack", "directory stack", "pseudo-terminal",
-    "pseudo terminal", "mount points", "mounts", "to user", "switch user", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "pseudo terminal", "mount points", "mounts", "to user", "switch user", "permissions", "jobs running",
+    "file name", "file names", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
@@ -793,6 +798,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         verb, _, rest = lower[lower.index(b")") + 1:].strip().partition(b" ")
     if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
+    if verb == b"write" and rest.startswith(_WRITE_STREAMS):
+        verb = b"print"
     if not has_code and not task.context_refs and (
             verb in _SHELL_VERBS or verb in _COMMAND_WORDS) and not any(
             e.weight > 0 for e in deliverable) and (
