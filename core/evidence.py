@@ -172,7 +172,7 @@ _SYSTEM_OBJECTS = frozenset([
     "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
     "primary group", "time string", "tty", "dirs stack", "directory stack", "pseudo-terminal",
     "pseudo terminal", "mount points", "mounts", "to user", "switch user", "permissions", "jobs running",
-    "file name", "file names", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "file name", "file names", "numbers from", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
@@ -800,11 +800,14 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
     if verb == b"write" and rest.startswith(_WRITE_STREAMS):
         verb = b"print"
+    # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
+    command = verb in _COMMAND_WORDS or (
+        verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until ")))
     if not has_code and not task.context_refs and (
-            verb in _SHELL_VERBS or verb in _COMMAND_WORDS) and not any(
+            verb in _SHELL_VERBS or command) and not any(
             e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
-            or verb in _COMMAND_WORDS or (b"." in marks and _PLAIN_FILE.search(lower))
+            or command or (b"." in marks and _PLAIN_FILE.search(lower))
             or (len(text) <= _SHELL_TASK_MAX and (
                 "system_object" in flags or ("$" in text and _SHELL_VARIABLE.search(text))
                 # quoted arguments alone are a command line only when no trade has its say:

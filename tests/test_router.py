@@ -297,11 +297,15 @@ def test_shell_one_liner_is_devops(lexicon):
     for text in ("Determine the user associated with stdin", "ssh into the build box as deploy",
                  'Read a line from standard input into variable "text"', "Go to /tmp directory.",
                  "Unset the DISPLAY variable", "Force delete all files in the current folder",
+                 "sleep for 10 seconds", 'Write the output of "./program" to the console and "a.txt"',
                  "Display the content of YourFile.txt, waiting for user input at each page."):
         assert domains(text, lexicon) == ["devops"], text
     assert domains("Display the training loss curve from history.json with matplotlib",
                    lexicon) == ["data"]
-    # the same verbs keep other trades' tasks theirs
+    # the same verbs keep other trades' tasks theirs, and a bedtime is no command
+    assert domains("Sleep schedule tips for new parents", lexicon) == []
+    assert domains("Write a function that reads lines from standard input and returns the longest",
+                   lexicon) == []
     assert domains("Read the CSV into a DataFrame and drop the duplicate rows", lexicon)[0] == "data"
     assert domains("Go through the React components and remove the unused props",
                    lexicon)[0] == "web"
