@@ -333,14 +333,18 @@ _NOT_MARKS = bytes(b for b in range(256) if b not in _MARK_CHARS)
 # word's mark is the index of the code shape it gates.
 _NUMBER = "#"
 _DELIVERABLE = "deliverable"
+_URL = "url"
 _FLAG_TOKENS: list[tuple[str, Any]] = (
     [(token, i) for i, (_, _, token, _) in enumerate(_CODE_SHAPES) if token]
     + [(token, "file_object") for token in _FILE_OBJECTS]
-    + [(token, "system_object") for token in _SYSTEM_OBJECTS]
     + [(token, _NUMBER) for token in _NUMBER_WORDS]
     + [("how", b"how "), ("what", b"what "), ("in dollars", b"in dollars")]
-    + [("table", "table"), ("tables", "table")]
+    + [("table", "table"), ("tables", "table"), ("http", _URL), ("https", _URL), ("ftp", _URL)]
     + [(verb.decode(), verb) for verb in _IMPERATIVE])
+# The end of a token with a CSS length ("600px", "1.5rem"): found by the same scan, as a search
+# of its own cost ~3 us on 2 KB. Not space-led: they end a token, whatever digits lead it.
+_CSS_LENGTH = "css length"
+_CSS_NEEDLES = [f"{digit}{unit} " for digit in "0123456789" for unit in ("px", "rem")]
 
 
 # The decision's parts are slotted dataclasses, not pydantic models: routing builds several of
@@ -451,6 +455,8 @@ class Lexicon:
                     listed[0] = label
         for token, mark in _FLAG_TOKENS:
             self._needle(" " + token + " ", token)[3].append(mark)
+        for needle in _CSS_NEEDLES:
+            self._needle(needle, _CSS_LENGTH)[3].append(_CSS_LENGTH)
         # a deliverable is looked for only when the text has a word of one (or an implied verb)
         for key in [*self.deliverables, *implied]:
             token = _TOKEN.findall(key.decode())[0]
@@ -471,6 +477,10 @@ class Lexicon:
         self.automaton = ahocorasick_rs.BytesAhoCorasick(
             [needle.encode() for needle in self._needles],
             implementation=ahocorasick_rs.Implementation.DFA)
+        # The machine's own objects matter only to a short one-liner; scanning for them in every
+        # text cost ~5 us on 2 KB ("variable", "processes", "http" are everywhere in long tasks).
+        self.system_objects = ahocorasick_rs.BytesAhoCorasick(
+            [f" {token} ".encode() for token in sorted(_SYSTEM_OBJECTS)])
 
         self.implied_deliverables: dict[bytes, tuple[Evidence, ...]] = {}
         for verb, noun in implied.items():
@@ -637,7 +647,6 @@ def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     return names
 
 
-_CSS_LENGTH = re.compile(rb"(?<![\w.])\d+(?:\.\d+)?(?:px|rem)\b")
 # Tried at each "column" only: a search over the whole text tried every offset (~70 us on 2 KB).
 _QUOTED_NAME_BEFORE = re.compile(rb"""(?<![\w])(['"])\w[\w ]{0,30}\1 $""")
 _COLUMN_QUOTED_NAME = re.compile(rb"""columns? (['"])\w[\w ]{0,30}\1""")
@@ -646,11 +655,17 @@ _COLUMN_QUOTED_NAME = re.compile(rb"""columns? (['"])\w[\w ]{0,30}\1""")
 def _names_a_column(lower: bytes) -> bool:
     at = lower.find(b"column")
     while at != -1:
-        if _COLUMN_QUOTED_NAME.match(lower, at) or _QUOTED_NAME_BEFORE.search(lower[max(0, at - 36):at]):
+        # the quote must touch the word ("column 'B'", "'B' column") before a regex is tried
+        after = lower[at + 6:at + 9]
+        if (after[1:2] in b"'\"" and after[:1] == b" " or after[:1] == b"s" and after[2:3] in b"'\""
+                ) and _COLUMN_QUOTED_NAME.match(lower, at):
+            return True
+        if at > 1 and lower[at - 2:at - 1] in b"'\"" and _QUOTED_NAME_BEFORE.search(
+                lower[max(0, at - 36):at]):
             return True
         at = lower.find(b"column", at + 6)
     return False
-_URL_PAGE = re.compile(rb"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b")
+_URL_PAGE = re.compile(r"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b", re.IGNORECASE)
 
 
 def _any_domain_reaches(evidence: list[Evidence], score: float) -> bool:
@@ -671,14 +686,10 @@ def _labels_in(separated: bytes, lexicon: Lexicon) -> set[str]:
     return labels
 
 
-def extract(task: Task, lexicon: Lexicon) -> Extraction:
+def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extraction:
     """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
     text = task.objective
     lower, separated = _separate(text)
-    if b"://" in lower:
-        # A link's page is no file to work on: ".../python-recursion-exercise-9.php" is not PHP.
-        lower = _URL_PAGE.sub(rb"\1", lower)
-        separated = _separated(lower)
     evidence: list[Evidence] = []
 
     # Tier 1: keywords, phrases, prefixes and flag words, in one pass (see Lexicon). A keyword
@@ -706,6 +717,13 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             flags.update(marks)
         if gated:
             shapes.update(gated)
+    if _URL in flags and not relinked:
+        # A link's page is no file to work on: ".../python-recursion-exercise-9.php" is not PHP.
+        # The scan says whether there is a link (a search of its own costs ~1.5 us on 2 KB).
+        unlinked = _URL_PAGE.sub(r"\1", text)
+        if unlinked != text:
+            return extract(Task(objective=unlinked, context_refs=task.context_refs), lexicon,
+                           relinked=True)
     # Tier 1: keywords of the first word only ("^document": the imperative names the deliverable)
     words = separated.split(None, 1)
     first_word = words[0] if words else b""
@@ -781,7 +799,7 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
                                      lexicon.word_problem_weight))
 
     # Tier 1: a CSS length is a page's ("narrower than 600px", "padding: 1.5rem").
-    if (b"px" in lower or b"rem" in lower) and _CSS_LENGTH.search(lower):
+    if _CSS_LENGTH in flags:
         evidence.append(Evidence(1, "web", "keyword", "a CSS length", lexicon.css_length_weight))
 
     # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
@@ -809,7 +827,8 @@ def extract(task: Task, lexicon: Lexicon) -> Extraction:
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or command or (b"." in marks and _PLAIN_FILE.search(lower))
             or (len(text) <= _SHELL_TASK_MAX and (
-                "system_object" in flags or ("$" in text and _SHELL_VARIABLE.search(text))
+                bool(lexicon.system_objects.find_matches_as_indexes(separated))
+                or ("$" in text and _SHELL_VARIABLE.search(text))
                 # quoted arguments alone are a command line only when no trade has its say:
                 # "Set the 'Content-Security-Policy' header in the Express app" is web's
                 or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower)
