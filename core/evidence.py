@@ -172,7 +172,9 @@ _SYSTEM_OBJECTS = frozenset([
     "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
     "primary group", "time string", "tty", "dirs stack", "directory stack", "pseudo-terminal",
     "pseudo terminal", "mount points", "mounts", "to user", "switch user", "permissions", "jobs running",
-    "file name", "file names", "numbers from", "exit code", "login shell", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "file name", "file names", "numbers from", "exit code", "login shell", "process tree",
+    "processors", "last boot", "output of history", "elapsed time", "random number", "random line",
+    "software repositories", "ns servers", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
