@@ -179,6 +179,8 @@ _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
 # "history.json" with matplotlib is a plot.
+# A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
+_GLOB = re.compile(rb"\*\.[a-z0-9]")
 # Starts with the literal ".", so re jumps from one dot to the next.
 _PLAIN_FILE = re.compile(rb"\.(?<=[\w-]\.)(?:txt|text|log|logs|dat|out|tmp|bak|old|orig|gz|tgz|zip|"
                          rb"tar|bz2|xz|7z|rar|iso|img|bin|deb|rpm|pdf|jpe?g|png|gif|bmp|tiff?|mp3|"
@@ -831,6 +833,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or command or (b"." in marks and _PLAIN_FILE.search(lower))
+            or (b"*" in lower and _GLOB.search(lower))
             or (len(text) <= _SHELL_TASK_MAX and (
                 bool(lexicon.system_objects.find_matches_as_indexes(separated))
                 or ("$" in text and _SHELL_VARIABLE.search(text))
