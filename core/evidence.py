@@ -122,7 +122,8 @@ clear erase overwrite encrypt decrypt encode decode filter reverse assign attach
 bypass catch log read receive reattach reconnect detach record bind parse pass perform pick pipe
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
-answer adjust switch wait cut exit expand fetch sum modify mark""".split())
+answer adjust switch wait cut exit expand fetch sum modify mark handle highlight identify insert
+interpret isolate keep limit shift serve hunt""".split())
 # "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
 # what it writes is a stream or a listing ("Write the output of ... to ...").
 _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
@@ -174,7 +175,8 @@ _SYSTEM_OBJECTS = frozenset([
     "pseudo terminal", "mount points", "mounts", "to user", "switch user", "permissions", "jobs running",
     "file name", "file names", "numbers from", "exit code", "login shell", "process tree",
     "processors", "last boot", "output of history", "elapsed time", "random number", "random line",
-    "software repositories", "ns servers", "process ids", "built-in", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "software repositories", "ns servers", "process ids", "built-in", "current job",
+    "child process", "child processes", "positional parameters", "system date", "logged on", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
