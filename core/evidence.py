@@ -674,6 +674,9 @@ def _names_a_column(lower: bytes) -> bool:
             return True
         at = lower.find(b"column", at + 6)
     return False
+
+
+# A link's page ("https://.../exercise-9.php"): no file to work on.
 _URL_PAGE = re.compile(r"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b", re.IGNORECASE)
 
 
