@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from console.auth import hash_password
@@ -168,17 +169,20 @@ def press_until(page: Page, button: str, shows: str) -> None:
 def confirm(page: Page, question: str, enables: str) -> None:
     """Tick a confirmation checkbox until the button it enables is enabled. The checkbox's key
     names the selected version, so a rerun that is still drawing the page can replace it and
-    swallow a tick that landed just before; ticking is idempotent, so tick again."""
+    swallow a tick that landed just before (Playwright then reports either a button that stays
+    disabled or "Clicking the checkbox did not change its state"); ticking is idempotent, so
+    tick again once the page is idle."""
     box = page.get_by_role("checkbox", name=question)
     button = page.get_by_role("button", name=enables)
     for _ in range(3):
+        page.wait_for_selector(IDLE, timeout=60_000)
         expect(box).to_have_count(1, timeout=30_000)
-        box.check(force=True)  # the input is drawn over by Streamlit's own box
         try:
+            box.check(force=True)  # the input is drawn over by Streamlit's own box
             expect(button).to_be_enabled(timeout=10_000)
             return
-        except AssertionError:
-            page.wait_for_selector(IDLE, timeout=60_000)
+        except (AssertionError, PlaywrightError):
+            continue
     expect(button).to_be_enabled()
 
 
