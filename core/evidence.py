@@ -123,7 +123,8 @@ bypass catch log read receive reattach reconnect detach record bind parse pass p
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
 answer adjust switch wait cut exit expand fetch sum modify mark handle highlight identify insert
-interpret isolate keep limit shift serve hunt""".split())
+interpret isolate keep limit shift serve hunt clone collapse combine compose compute
+compare""".split())
 # "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
 # what it writes is a stream or a listing ("Write the output of ... to ...").
 _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
@@ -156,27 +157,28 @@ _SYSTEM_OBJECTS = frozenset([
     "pid", "pids", "cpu", "cpus", "cpu cores", "hostname", "uptime", "utc", "timezone", "symlink",
     "symlinks", "inode", "inodes", "syslog", "daemon", "daemons", "checksum", "eth0", "localhost",
     "running processes", "all processes", "processes named", "process id", "which process",
-    "using port", "on port", "logged in", "currently logged", "ip address",
-    "network interface", "network interfaces", "tcp port", "udp port", "listening on",
-    "current user", "environment variable", "environment variables",
-    "current date", "current time", "date and time", "today s date", "yesterday s date",
-    "tomorrow s date", "unix timestamp", "epoch time", "bash history", "command history",
-    "shell history", "running services", "installed packages", "kernel version", "disk usage",
-    "disk space", "free memory", "memory usage", "cpu usage", "open files", "mounted",
-    "standard input", "standard output", "standard error", "stdin", "stdout", "stderr", "newline",
-    "commands in history", "print history", "search history", "show history", "calendar", "epoch",
-    "host name", "euid", "group names", "line endings", "nameserver", "ownership", "symbolic link",
-    "symbolic links", "clipboard", "alias", "aliases", "shell", "processes", "full login",
-    "login shell", "login name", "login time", "globbing", "wildcard expansion", "history entry",
-    "kernel name", "kernel release", "current kernel", "machine architecture", "operating system",
-    "variable", "shell option", "shell function", "shell variable", "array member", "ping",
-    "background job", "foreground", "ipv4 address", "ipv6 address", "reverse lookup",
-    "primary group", "time string", "tty", "dirs stack", "directory stack", "pseudo-terminal",
-    "pseudo terminal", "mount points", "mounts", "to user", "switch user", "permissions", "jobs running",
-    "file name", "file names", "numbers from", "exit code", "login shell", "process tree",
-    "processors", "last boot", "output of history", "elapsed time", "random number", "random line",
-    "software repositories", "ns servers", "process ids", "built-in", "current job",
-    "child process", "child processes", "positional parameters", "system date", "logged on", "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "using port", "on port", "logged in", "currently logged", "ip address", "network interface",
+    "network interfaces", "tcp port", "udp port", "listening on", "current user",
+    "environment variable", "environment variables", "current date", "current time",
+    "date and time", "today s date", "yesterday s date", "tomorrow s date", "unix timestamp",
+    "epoch time", "bash history", "command history", "shell history", "running services",
+    "installed packages", "kernel version", "disk usage", "disk space", "free memory",
+    "memory usage", "cpu usage", "open files", "mounted", "standard input", "standard output",
+    "standard error", "stdin", "stdout", "stderr", "newline", "commands in history",
+    "print history", "search history", "show history", "calendar", "epoch", "host name", "euid",
+    "group names", "line endings", "nameserver", "ownership", "symbolic link", "symbolic links",
+    "clipboard", "alias", "aliases", "shell", "processes", "full login", "login shell",
+    "login name", "login time", "globbing", "wildcard expansion", "history entry", "kernel name",
+    "kernel release", "current kernel", "machine architecture", "operating system", "variable",
+    "shell option", "shell function", "shell variable", "array member", "ping", "background job",
+    "foreground", "ipv4 address", "ipv6 address", "reverse lookup", "primary group", "time string",
+    "tty", "dirs stack", "directory stack", "pseudo-terminal", "pseudo terminal", "mount points",
+    "mounts", "to user", "switch user", "permissions", "jobs running", "file name", "file names",
+    "numbers from", "exit code", "login shell", "process tree", "processors", "last boot",
+    "output of history", "elapsed time", "random number", "random line", "software repositories",
+    "ns servers", "process ids", "built-in", "current job", "child process", "child processes",
+    "positional parameters", "system date", "logged on", "terminal screen", "in-memory history",
+    "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
