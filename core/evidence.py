@@ -174,18 +174,18 @@ _SYSTEM_OBJECTS = frozenset([
     "foreground", "ipv4 address", "ipv6 address", "reverse lookup", "primary group", "time string",
     "tty", "dirs stack", "directory stack", "pseudo-terminal", "pseudo terminal", "mount points",
     "mounts", "to user", "switch user", "permissions", "jobs running", "file name", "file names",
-    "numbers from", "exit code", "login shell", "process tree", "processors", "last boot",
+    "numbers from", "exit code", "process tree", "processors", "last boot",
     "output of history", "elapsed time", "random number", "random line", "software repositories",
     "ns servers", "process ids", "built-in", "current job", "child process", "child processes",
     "positional parameters", "system date", "logged on", "terminal screen", "in-memory history",
     "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
-# A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
-# "history.json" with matplotlib is a plot.
 # A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
 _GLOB = re.compile(rb"\*\.[a-z0-9]")
-# Starts with the literal ".", so re jumps from one dot to the next.
+# A file no trade owns, as a command's argument ("YourFile.txt", "backup.tar.gz", "song.mp3");
+# "history.json" with matplotlib is a plot. Starts with the literal ".", so re jumps from one dot
+# to the next.
 _PLAIN_FILE = re.compile(rb"\.(?<=[\w-]\.)(?:txt|text|log|logs|dat|out|tmp|bak|old|orig|gz|tgz|zip|"
                          rb"tar|bz2|xz|7z|rar|iso|img|bin|deb|rpm|pdf|jpe?g|png|gif|bmp|tiff?|mp3|"
                          rb"mp4|avi|mkv|mov|wav|flac|ogg|doc|docx|odt)\b")
@@ -830,13 +830,12 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         verb, _, rest = lower[lower.index(b")") + 1:].strip().partition(b" ")
     if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
-    if verb == b"write" and rest.startswith(_WRITE_STREAMS):
-        verb = b"print"
+    shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS))
     # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
     command = verb in _COMMAND_WORDS or (
         verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until ")))
     if not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
-            verb in _SHELL_VERBS or command) and not any(
+            shell_verb or command) and not any(
             e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or command or (b"." in marks and _PLAIN_FILE.search(lower))
