@@ -124,12 +124,13 @@ place pop prefix suffix store take terminate unset unhide spawn source swap syml
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
 answer adjust switch wait cut exit expand fetch sum modify mark handle highlight identify insert
 interpret isolate keep limit shift serve hunt clone collapse combine compose compute
-compare""".split())
+compare look""".split())
 # "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
 # what it writes is a stream or a listing ("Write the output of ... to ...").
 _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
                   b"unbuffered", b"the contents")
-_LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please"))
+_LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please",
+                              b"remote"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
@@ -178,7 +179,12 @@ _SYSTEM_OBJECTS = frozenset([
     "output of history", "elapsed time", "random number", "random line", "software repositories",
     "ns servers", "process ids", "built-in", "current job", "child process", "child processes",
     "positional parameters", "system date", "logged on", "terminal screen", "in-memory history",
-    "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https"])
+    "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https", "boot time",
+    "help message", "used commands", "space separated", "space-separated",
+    "whitespace separated", "whitespace-separated", "white space separated", "or more whitespace",
+    "background jobs", "active jobs", "running jobs", "all jobs", "of jobs", "group leader",
+    "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
+    "previous command", "command in history", "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
@@ -189,6 +195,15 @@ _GLOB = re.compile(rb"\*\.[a-z0-9]")
 _PLAIN_FILE = re.compile(rb"\.(?<=[\w-]\.)(?:txt|text|log|logs|dat|out|tmp|bak|old|orig|gz|tgz|zip|"
                          rb"tar|bz2|xz|7z|rar|iso|img|bin|deb|rpm|pdf|jpe?g|png|gif|bmp|tiff?|mp3|"
                          rb"mp4|avi|mkv|mov|wav|flac|ogg|doc|docx|odt)\b")
+_GLOB_ARGUMENT = re.compile(rb"[\w.-]*\*[\w.*?\[\]-]*")
+# ... and the kinds of file it looks for in a place: "list all CSS files under the current
+# directory" (but "Remove unused imports from all Python files" is Python's).
+_FILE_KIND = re.compile(rb"[\w+#-]+(?= files?\b)")
+_LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows search searches locate
+    locates count counts print prints get gets""".split())
+_SEARCHED_PLACE = re.compile(rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
+# Code the asker has at hand is what "List all variables in this function" is about, not a shell.
+_CODE_AT_HAND = re.compile(rb"\b(?:this|my|the following) (?:function|method|class|code|snippet|program)\b")
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
 
@@ -836,7 +851,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until ")))
     if not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
             shell_verb or command) and not any(
-            e.weight > 0 for e in deliverable) and (
+            e.weight > 0 for e in deliverable) and not _CODE_AT_HAND.search(lower) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or command or (b"." in marks and _PLAIN_FILE.search(lower))
             or (b"*" in lower and _GLOB.search(lower))
@@ -849,15 +864,21 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                     and not _any_domain_reaches(evidence, lexicon.min_score))))):
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
                                  lexicon.shell_task_weight))
+        # A command line's arguments are not its trade: what it quotes ('Rename "svnlog.py" to
+        # "svnlog"', 'file type of command "python"') and the files it globs ("*.php and *.js
+        # files under /home").
+        arguments = lower
         if b"'" in lower or b'"' in lower:
-            # What a command line quotes is its arguments, not its trade: 'Rename "svnlog.py" to
-            # "svnlog"', 'file type of command "python"', 'Replace "a" with "b" in "index.html"'.
-            unquoted = _QUOTED.sub(b" ", lower)
-            if unquoted != lower:
-                outside = _labels_in(_separated(unquoted), lexicon)
-                evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
-                            or e.match not in done]
-                text_files = _file_names_in(unquoted, lexicon) if b"." in unquoted else ()
+            arguments = _QUOTED.sub(b" ", arguments)
+        if b"*" in lower and b" file" in lower:  # "*.vue components that use ..." are the trade's
+            arguments = _GLOB_ARGUMENT.sub(b" ", arguments)
+        if verb in _LISTING_VERBS and b" file" in lower and _SEARCHED_PLACE.search(lower):
+            arguments = _FILE_KIND.sub(b" ", arguments)
+        if arguments != lower:
+            outside = _labels_in(_separated(arguments), lexicon)
+            evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
+                        or e.match not in done]
+            text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.
