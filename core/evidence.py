@@ -124,7 +124,7 @@ place pop prefix suffix store take terminate unset unhide spawn source swap syml
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
 answer adjust switch wait cut exit expand fetch sum modify mark handle highlight identify insert
 interpret isolate keep limit shift serve hunt clone collapse combine compose compute
-compare look""".split())
+compare look eliminate""".split())
 # "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
 # what it writes is a stream or a listing ("Write the output of ... to ...").
 _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
@@ -184,7 +184,9 @@ _SYSTEM_OBJECTS = frozenset([
     "whitespace separated", "whitespace-separated", "white space separated", "or more whitespace",
     "background jobs", "active jobs", "running jobs", "all jobs", "of jobs", "group leader",
     "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
-    "previous command", "command in history", "as user", "as root", "variables", "empty environment"])
+    "previous command", "command in history", "dot-separated", "colon-separated",
+    "slash-separated", "separated field", "users currently", "each command", "history expansion",
+    "every second", "owner and group", "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
@@ -197,13 +199,19 @@ _PLAIN_FILE = re.compile(rb"\.(?<=[\w-]\.)(?:txt|text|log|logs|dat|out|tmp|bak|o
                          rb"mp4|avi|mkv|mov|wav|flac|ogg|doc|docx|odt)\b")
 _GLOB_ARGUMENT = re.compile(rb"[\w.-]*\*[\w.*?\[\]-]*")
 # ... and the kinds of file it looks for in a place: "list all CSS files under the current
-# directory" (but "Remove unused imports from all Python files" is Python's).
-_FILE_KIND = re.compile(rb"[\w+#-]+(?= files?\b)")
+# directory", "all C, C++, Header, JavaScript files in the folder /opt/src" (but "Remove unused imports from all Python files" is Python's).
+_FILE_KIND = re.compile(rb"[\w+#-]+(?:(?:, ?| and | or |/)(?:and |or )?[\w+#-]+)*(?= files?\b)")
 _LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows search searches locate
     locates count counts print prints get gets""".split())
 _SEARCHED_PLACE = re.compile(rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
 # Code the asker has at hand is what "List all variables in this function" is about, not a shell.
 _CODE_AT_HAND = re.compile(rb"\b(?:this|my|the following) (?:function|method|class|code|snippet|program)\b")
+# A quoted command line, with a pipe, a redirection or a flag: "Execute 'python -m unittest
+# discover 2>&1 | pyrg' every second" is a shell task whatever it runs.
+_QUOTED_COMMAND = re.compile(rb"""(['"])[^'"\n]*?(?: \|&? |2>&1| -{1,2}[a-z])[^'"\n]*\1""")
+# ... unless the ask is about what the quoted command reports: "Execute 'nvcc -O3 kernel.cu' and
+# explain the register spill warnings" is CUDA's.
+_ABOUT_ITS_OUTPUT = re.compile(rb"\b(?:fix|explain|why|debug|diagnose|warnings|failing|passes)\b")
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
 
@@ -843,6 +851,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     verb, rest = first_word, words[1] if len(words) > 1 else b""
     if lower.startswith(b"(") and b")" in lower[:40]:  # "(GNU specific) Display ..."
         verb, _, rest = lower[lower.index(b")") + 1:].strip().partition(b" ")
+    if verb == b"do" and rest.startswith(b"not "):  # "Do not mark variables ... for export"
+        verb, _, rest = rest[4:].partition(b" ")
     if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
     shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS))
@@ -860,15 +870,17 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 or ("$" in text and _SHELL_VARIABLE.search(text))
                 # quoted arguments alone are a command line only when no trade has its say:
                 # "Set the 'Content-Security-Policy' header in the Express app" is web's
-                or ((b"'" in lower or b'"' in lower) and _quotes_arguments(lower)
-                    and not _any_domain_reaches(evidence, lexicon.min_score))))):
+                or ((b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower) and (
+                    _QUOTED_COMMAND.search(lower) or (
+                        _quotes_arguments(lower)
+                        and not _any_domain_reaches(evidence, lexicon.min_score))))))):
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
                                  lexicon.shell_task_weight))
         # A command line's arguments are not its trade: what it quotes ('Rename "svnlog.py" to
         # "svnlog"', 'file type of command "python"') and the files it globs ("*.php and *.js
         # files under /home").
         arguments = lower
-        if b"'" in lower or b'"' in lower:
+        if (b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower):
             arguments = _QUOTED.sub(b" ", arguments)
         if b"*" in lower and b" file" in lower:  # "*.vue components that use ..." are the trade's
             arguments = _GLOB_ARGUMENT.sub(b" ", arguments)
