@@ -130,7 +130,7 @@ compare look eliminate""".split())
 _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
                   b"unbuffered", b"the contents")
 _LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please",
-                              b"remote"))
+                              b"remote", b"dry"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
@@ -206,9 +206,11 @@ _LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows
 _SEARCHED_PLACE = re.compile(rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
 # Code the asker has at hand is what "List all variables in this function" is about, not a shell.
 _CODE_AT_HAND = re.compile(rb"\b(?:this|my|the following) (?:function|method|class|code|snippet|program)\b")
-# A quoted command line, with a pipe, a redirection or a flag: "Execute 'python -m unittest
-# discover 2>&1 | pyrg' every second" is a shell task whatever it runs.
-_QUOTED_COMMAND = re.compile(rb"""(['"])[^'"\n]*?(?: \|&? |2>&1| -{1,2}[a-z])[^'"\n]*\1""")
+# A quoted command line, with a pipe, a redirection or a flag, or a quoted name the task calls a
+# command: "Execute 'python -m unittest discover 2>&1 | pyrg' every second", 'Check if command
+# "c++" and command "g++" are equal' are shell tasks whatever they run.
+_QUOTED_COMMAND = re.compile(rb"""(['"])[^'"\n]*?(?: \|&? |2>&1| -{1,2}[a-z])[^'"\n]*\1"""
+                             rb"""|\b(?:command|executable|variable) ['"]""")
 # ... unless the ask is about what the quoted command reports: "Execute 'nvcc -O3 kernel.cu' and
 # explain the register spill warnings" is CUDA's.
 _ABOUT_ITS_OUTPUT = re.compile(rb"\b(?:fix|explain|why|debug|diagnose|warnings|failing|passes)\b")
@@ -853,6 +855,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         verb, _, rest = lower[lower.index(b")") + 1:].strip().partition(b" ")
     if verb == b"do" and rest.startswith(b"not "):  # "Do not mark variables ... for export"
         verb, _, rest = rest[4:].partition(b" ")
+    elif verb == b"case" and rest.startswith((b"insensitive ", b"sensitive ")):
+        verb, _, rest = rest.partition(b" ")[2].partition(b" ")  # "Case-insensitive search for"
     if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
     shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS))
