@@ -186,7 +186,8 @@ _SYSTEM_OBJECTS = frozenset([
     "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
     "previous command", "command in history", "dot-separated", "colon-separated",
     "slash-separated", "separated field", "users currently", "each command", "history expansion",
-    "every second", "owner and group", "as user", "as root", "variables", "empty environment"])
+    "every second", "owner and group", "access log", "access logs", "error log", "log file",
+    "log files", "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
