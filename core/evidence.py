@@ -770,6 +770,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     if first_word in lexicon.leading:
         evidence += lexicon.leading[first_word]
     deliverable = _task_deliverable(lower, first_word, lexicon) if _DELIVERABLE in flags else ()
+    if deliverable and task.context_refs and deliverable[0].domain == "null":
+        deliverable = ()  # a letter is no work on the repository's files
     evidence += deliverable
 
     # The punctuation the remaining checks look for, kept in order and nothing else: one pass
@@ -979,6 +981,9 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
     return phrase, b"", index
 
 
+_SPECIFIC = frozenset((b"the", b"our", b"this", b"its", b"each", b"every"))
+
+
 def _named_deliverable(phrase: list[bytes], lexicon: Lexicon) -> tuple[Evidence, ...] | None:
     if not phrase:
         return None
@@ -1016,6 +1021,8 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         return ()
     phrase, stop, end = _noun_phrase(words, 0, _PHRASE_WORDS)
     found = _named_deliverable(phrase, lexicon)
+    if found and found[0].domain == "null" and phrase[0] in _SPECIFIC:
+        return ()  # "Write the email that the app sends": a piece of the product, not a letter
     if found:
         return found
     if stop in _DESTINATIONS:
