@@ -982,6 +982,8 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
 
 
 _SPECIFIC = frozenset((b"the", b"our", b"this", b"its", b"each", b"every"))
+_WRITING_VERBS = frozenset((b"write", b"draft", b"rewrite", b"make", b"plan", b"suggest",
+                            b"prepare", b"revise", b"proofread", b"translate"))
 
 
 def _named_deliverable(phrase: list[bytes], lexicon: Lexicon) -> tuple[Evidence, ...] | None:
@@ -1021,8 +1023,11 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         return ()
     phrase, stop, end = _noun_phrase(words, 0, _PHRASE_WORDS)
     found = _named_deliverable(phrase, lexicon)
-    if found and found[0].domain == "null" and phrase[0] in _SPECIFIC:
-        return ()  # "Write the email that the app sends": a piece of the product, not a letter
+    if found and found[0].domain == "null" and (phrase[0] in _SPECIFIC
+                                                 or verb not in _WRITING_VERBS):
+        # "Write the email that the app sends", "Add a card to the dashboard": a piece of the
+        # product, not a letter
+        return ()
     if found:
         return found
     if stop in _DESTINATIONS:
