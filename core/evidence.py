@@ -132,6 +132,8 @@ _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lin
 _LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please",
                               b"remote", b"dry"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
+# ... or the task is a command line itself: 'date --date="222 days ago" +"%m"'.
+_COMMAND_LINE = re.compile(rb"[a-z][\w.-]* -{1,2}[a-z]")
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
 
@@ -186,7 +188,8 @@ _SYSTEM_OBJECTS = frozenset([
     "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
     "previous command", "command in history", "dot-separated", "colon-separated",
     "slash-separated", "separated field", "users currently", "each command", "history expansion",
-    "every second", "owner and group", "access log", "access logs", "error log", "log file",
+    "every second", "owner and group", "of the archive", "an archive using", "an archive and",
+    "an archive excluding", "compress program", "access log", "access logs", "error log", "log file",
     "log files", "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
@@ -865,7 +868,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS))
     # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
     command = verb in _COMMAND_WORDS or (
-        verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until ")))
+        verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
+        _COMMAND_LINE.match(lower) is not None)
     if not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
             shell_verb or command) and not any(
             e.weight > 0 for e in deliverable) and not _CODE_AT_HAND.search(lower) and (
