@@ -869,7 +869,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
     command = verb in _COMMAND_WORDS or (
         verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
-        _COMMAND_LINE.match(lower) is not None)
+        _COMMAND_LINE.match(lower) is not None and not _ABOUT_ITS_OUTPUT.search(lower))
     if not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
             shell_verb or command) and not any(
             e.weight > 0 for e in deliverable) and not _CODE_AT_HAND.search(lower) and (
