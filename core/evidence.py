@@ -188,7 +188,8 @@ _SYSTEM_OBJECTS = frozenset([
     "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
     "previous command", "command in history", "dot-separated", "colon-separated",
     "slash-separated", "separated field", "users currently", "each command", "history expansion",
-    "every second", "owner and group", "of the archive", "an archive using", "an archive and",
+    "every second", "owner and group", "date of yesterday", "for tomorrow", "day ago",
+    "a current month", "days from now", "two dates", "what year it was", "day name", "timestamp as", "of the archive", "an archive using", "an archive and",
     "an archive excluding", "compress program", "access log", "access logs", "error log", "log file",
     "log files", "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
