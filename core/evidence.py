@@ -188,7 +188,7 @@ _SYSTEM_OBJECTS = frozenset([
     "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
     "previous command", "command in history", "dot-separated", "colon-separated",
     "slash-separated", "separated field", "users currently", "each command", "history expansion",
-    "every second", "owner and group", "date of yesterday", "for tomorrow", "day ago",
+    "every second", "owner and group", "user interaction", "date of yesterday", "for tomorrow", "day ago",
     "a current month", "days from now", "two dates", "what year it was", "day name", "timestamp as", "of the archive", "an archive using", "an archive and",
     "an archive excluding", "compress program", "access log", "access logs", "error log", "log file",
     "log files", "as user", "as root", "variables", "empty environment"])
@@ -219,6 +219,18 @@ _QUOTED_COMMAND = re.compile(rb"""(['"])[^'"\n]*?(?: \|&? |2>&1| -{1,2}[a-z])[^'
 # ... unless the ask is about what the quoted command reports: "Execute 'nvcc -O3 kernel.cu' and
 # explain the register spill warnings" is CUDA's.
 _ABOUT_ITS_OUTPUT = re.compile(rb"\b(?:fix|explain|why|debug|diagnose|warnings|failing|passes)\b")
+# What a business keeps records of, and the words of a question about them.
+_BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff students teachers patients
+    doctors products items orders invoices payments transactions purchases sales deals salespeople
+    stores branches shops suppliers vendors accounts subscribers members visitors sessions
+    shipments deliveries flights passengers bookings reservations tickets complaints reviews
+    ratings campaigns drivers riders couriers trips rentals loans claims policies receipts
+    customer client employee student patient product invoice payment transaction purchase
+    store supplier subscriber visitor shipment flight booking complaint campaign""".split())
+_ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
+    share trend never median busiest common compare summarise summarize breakdown between growth
+    highest lowest fewest cumulative percentage ratio missing many every""".split())
+_FIRST_PERSON = frozenset((b"i", b"my", b"me"))
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
 
@@ -436,6 +448,7 @@ class Lexicon:
         self.null_margin = float(settings.get("null_margin", 1.0))
         self.word_problem_weight = float(settings.get("word_problem_weight", 3.5))
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
+        self.analysis_question_weight = float(settings.get("analysis_question_weight", 2.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_column_weight = float(settings.get("named_column_weight", 2.0))
@@ -903,6 +916,21 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
                         or e.match not in done]
             text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
+
+    # Tier 1: a question about a business's records, asked in its own words ("Which customers
+    # bought in January but not in February?", "Total the invoices per client"): an analyst's
+    # question, short, when nothing else speaks for a trade. Not a word problem (GSM8K's stores
+    # and customers come with numbers and a question) and not a personal ask ("more customers for
+    # my bakery").
+    if (not has_code and not task.context_refs and len(text) <= _SHELL_TASK_MAX
+            and not any(e.kind in ("word_problem", "shell_task") or e.domain == "null"
+                        for e in evidence)
+            and not _any_domain_reaches(evidence, lexicon.min_score)):
+        tokens = set(separated.split())
+        if (tokens & _BUSINESS_RECORDS and tokens & _ANALYSIS_WORDS
+                and not tokens & _FIRST_PERSON):
+            evidence.append(Evidence(1, "data", "analysis_question", "a question about records",
+                                     lexicon.analysis_question_weight))
 
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.
