@@ -526,8 +526,8 @@ def test_tier3_only_when_tiers_1_2_find_nothing(lexicon):
 
 
 def test_tier3_says_whose_python_a_py_file_is_when_no_word_does(lexicon):
-    task = Task(objective="Compute the median delivery time per courier per week and highlight "
-                          "couriers that got slower.", context_refs=["jobs/courier_times.py"])
+    task = Task(objective="Highlight the couriers that got slower since the spring.",
+                context_refs=["jobs/courier_times.py"])
     assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "python-lora"
     sure = FixedEmbedder({"data": 0.9, "python": 0.05, "null": 0.05})
     decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(task)
