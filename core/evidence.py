@@ -123,7 +123,7 @@ bypass catch log read receive reattach reconnect detach record bind parse pass p
 place pop prefix suffix store take terminate unset unhide spawn source swap symlink synchronize
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
 answer adjust switch wait cut exit expand fetch sum modify mark handle highlight identify insert
-interpret isolate keep limit shift serve hunt clone collapse combine compose compute
+interpret isolate limit shift serve hunt clone collapse combine compose compute
 compare look eliminate""".split())
 # "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
 # what it writes is a stream or a listing ("Write the output of ... to ...").
@@ -879,7 +879,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         verb, _, rest = rest.partition(b" ")[2].partition(b" ")  # "Case-insensitive search for"
     if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
-    shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS))
+    shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
+        verb == b"keep" and rest.startswith(b"only "))  # not "Keep the API secret out of ..."
     # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
     command = verb in _COMMAND_WORDS or (
         verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
