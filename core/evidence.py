@@ -721,6 +721,12 @@ def _names_a_column(lower: bytes) -> bool:
     return False
 
 
+# A column called by an identifier: "the FlightNumber column", "the From_To column", "In the
+# Airline column" (a capital inside the sentence).
+_IDENTIFIER_COLUMN = re.compile(r"(?:\b[A-Za-z]+_\w+|\b[A-Z][a-z]+[A-Z]\w*|(?<=the )[A-Z][a-z]+) columns?\b"
+                                r"|\brow '\w{1,20}'")  # ... and a row by its label: "row 'f'"
+
+
 # A link's page ("https://.../exercise-9.php"): no file to work on.
 _URL_PAGE = re.compile(r"(://[^\s'\"<>]+?)\.(?:php\d?|html?|aspx?|jsp|cgi)\b", re.IGNORECASE)
 
@@ -862,8 +868,18 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         evidence.append(Evidence(1, "web", "keyword", "a CSS length", lexicon.css_length_weight))
 
     # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
-    if (b"'" in lower or b'"' in lower) and _names_a_column(lower):
+    if ((b"'" in lower or b'"' in lower) and _names_a_column(lower)) or (
+            not task.context_refs and (b"column" in lower or b"row" in lower)
+            and _IDENTIFIER_COLUMN.search(text)):  # in Grid.vue "the Status column" is a page's
         evidence.append(Evidence(1, "data", "keyword", "named column", lexicon.named_column_weight))
+        if b"'" in lower or b'"' in lower:
+            # what a table's cells hold is a value, not a trade: "change the 'snake' entries to
+            # 'python'"
+            unquoted = _QUOTED.sub(b" ", lower)
+            if unquoted != lower:
+                outside = _labels_in(_separated(unquoted), lexicon)
+                evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
+                            or e.match not in done]
 
     # Tier 1: a shell one-liner (short; starts with a shell-ish verb, talks about files, paths or
     # the machine's state; comes with no source file: "Convert the directory walker in walk.cpp"
