@@ -724,7 +724,8 @@ def _names_a_column(lower: bytes) -> bool:
 # A column called by an identifier: "the FlightNumber column", "the From_To column", "In the
 # Airline column" (a capital inside the sentence).
 _IDENTIFIER_COLUMN = re.compile(r"(?:\b[A-Za-z]+_\w+|\b[A-Z][a-z]+[A-Z]\w*|(?<=the )[A-Z][a-z]+) columns?\b"
-                                r"|\brow '\w{1,20}'")  # ... and a row by its label: "row 'f'"
+                                r"|\brow '\w{1,20}'"  # ... a row by its label: "row 'f'"
+                                r"|\b[a-z]+ Series\b")  # ... and pandas' Series: "Slice the Series `s`"
 
 
 # A link's page ("https://.../exercise-9.php"): no file to work on.
@@ -869,7 +870,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
 
     # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
     if ((b"'" in lower or b'"' in lower) and _names_a_column(lower)) or (
-            not task.context_refs and (b"column" in lower or b"row" in lower)
+            not task.context_refs and (b"column" in lower or b"row" in lower or b"series" in lower)
             and _IDENTIFIER_COLUMN.search(text)):  # in Grid.vue "the Status column" is a page's
         evidence.append(Evidence(1, "data", "keyword", "named column", lexicon.named_column_weight))
         if b"'" in lower or b'"' in lower:
