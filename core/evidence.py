@@ -124,7 +124,7 @@ place pop prefix suffix store take terminate unset unhide spawn source swap syml
 tunnel turn uncomment ungzip untar format forward generate give go grab getting alias allocate
 answer adjust switch wait cut exit expand fetch sum modify mark handle highlight identify insert
 interpret isolate limit shift serve hunt clone collapse combine compose compute
-compare look eliminate redirect reformat remount reload reinstall restore rotate""".split())
+compare look eliminate redirect remount reload reinstall restore rotate""".split())
 # "Write" opens most coding requests ("Write a function to ..."); it opens a one-liner only when
 # what it writes is a stream or a listing ("Write the output of ... to ...").
 _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lines", b"the shell",
