@@ -258,7 +258,8 @@ _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff studen
     shipments deliveries flights passengers bookings reservations tickets complaints reviews
     ratings campaigns drivers riders couriers trips rentals loans claims policies receipts
     customer client employee student patient product invoice payment transaction purchase
-    store supplier subscriber visitor shipment flight booking complaint campaign""".split())
+    store supplier subscriber visitor shipment flight booking complaint campaign authors author
+    books grades""".split())
 _ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
     share trend never median busiest common compare summarise summarize breakdown between growth
     highest lowest fewest cumulative percentage ratio missing many every""".split())
@@ -993,12 +994,13 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     # and customers come with numbers and a question) and not a personal ask ("more customers for
     # my bakery").
     if (not has_code and not task.context_refs and len(text) <= _SHELL_TASK_MAX
-            and not any(e.kind in ("word_problem", "shell_task") or e.domain == "null"
-                        for e in evidence)
+            and not any(e.kind in ("word_problem", "shell_task")
+                        or (e.domain == "null" and e.weight >= 3) for e in evidence)
             and not _any_domain_reaches(evidence, lexicon.min_score)):
         tokens = set(separated.split())
         if (tokens & _BUSINESS_RECORDS and tokens & _ANALYSIS_WORDS
-                and not tokens & _FIRST_PERSON):
+                and not tokens & _FIRST_PERSON and first_word not in (b"let", b"allow")):
+            # ("Let visitors switch the site between English and French" asks for a feature)
             evidence.append(Evidence(1, "data", "analysis_question", "a question about records",
                                      lexicon.analysis_question_weight))
 
