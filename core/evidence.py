@@ -558,6 +558,12 @@ class Lexicon:
              tuple(m for m in marks if isinstance(m, int)),
              bool(hits) and all(domain == "null" for domain, _ in hits))
             for label, hits, needs_longer, marks in self._needles.values()]
+        # A needle that needs no look at its neighbourhood and counts no number says all it says
+        # at its first match: later matches of it are skipped with one set lookup (a 2 KB task
+        # repeats its words; the loop over matches was the largest cost left).
+        self.plain_needles = frozenset(
+            index for index, (_, _, needs_longer, is_number, _, _, everyday)
+            in enumerate(self.payloads) if not (needs_longer or is_number or everyday))
         self.automaton = ahocorasick_rs.BytesAhoCorasick(
             [needle.encode() for needle in self._needles],
             implementation=ahocorasick_rs.Implementation.DFA)
@@ -816,7 +822,13 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     number_words = 0
     done: set[str] = set()
     payloads = lexicon.payloads
+    plain = lexicon.plain_needles
+    seen: set[int] = set()
     for index, _, end in lexicon.automaton.find_matches_as_indexes(separated, overlapping=True):
+        if index in seen:
+            continue
+        if index in plain:
+            seen.add(index)
         label, hits, needs_longer, is_number, marks, gated, everyday = payloads[index]
         if needs_longer and separated[end] == 32:
             continue  # "cuda*" wants a longer token than "cuda"
