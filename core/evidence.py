@@ -132,6 +132,15 @@ _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lin
 _LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please",
                               b"remote", b"dry"))
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
+# A question that asks how to do something leaves the verb after its lead ("How do I follow the
+# logs of a systemd service?"); one that asks for a command or a one-liner is a shell task
+# ("Which command shows the kernel messages since the last boot?").
+_QUESTION_LEADS = (b"how do i ", b"how can i ", b"how to ", b"how would i ", b"how should i ",
+                   b"what is the command to ", b"what's the command to ", b"whats the command to ",
+                   b"is there a one-liner to ", b"is there a one liner to ", b"is there a command to ",
+                   b"give me the command to ", b"give me a one-liner to ", b"show me how to ")
+_QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
+_COMMAND_ASKS = (b"which command ", b"what command ", b"which shell command ")
 # ... or the task is a command line itself: 'date --date="222 days ago" +"%m"'.
 _COMMAND_LINE = re.compile(rb"[a-z][\w.-]* -{1,2}[a-z]")
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
@@ -954,16 +963,29 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     verb, rest = first_word, words[1] if len(words) > 1 else b""
     if lower.startswith(b"(") and b")" in lower[:40]:  # "(GNU specific) Display ..."
         verb, _, rest = lower[lower.index(b")") + 1:].strip().partition(b" ")
+    asked = False
+    if verb in _QUESTION_OPENERS:  # "How do I copy a directory to a remote server ...?"
+        for lead in _QUESTION_LEADS:
+            if lower.startswith(lead):
+                verb, _, rest = lower[len(lead):].partition(b" ")
+                # the lead is a question's, not a how-to guide's
+                evidence = [e for e in evidence if e.match != "how to"]
+                # ... and a trade that has its say keeps it: "How do I run a shell command from
+                # Python?"
+                asked = _any_domain_reaches(evidence, lexicon.min_score)
+                break
     if verb == b"do" and rest.startswith(b"not "):  # "Do not mark variables ... for export"
         verb, _, rest = rest[4:].partition(b" ")
     elif verb == b"case" and rest.startswith((b"insensitive ", b"sensitive ")):
         verb, _, rest = rest.partition(b" ")[2].partition(b" ")  # "Case-insensitive search for"
     if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
         verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
-    shell_verb = verb in _SHELL_VERBS or (verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
-        verb == b"keep" and rest.startswith(b"only "))  # not "Keep the API secret out of ..."
+    shell_verb = not asked and (verb in _SHELL_VERBS or (
+        verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
+        verb == b"keep" and rest.startswith(b"only ")))  # not "Keep the API secret out of ..."
     # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
-    command = verb in _COMMAND_WORDS or (
+    command = verb in _COMMAND_WORDS or lower.startswith(_COMMAND_ASKS) or (
+        b"one-liner" in lower or b"one liner" in lower) or (
         verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
         len(text) <= _COMMAND_LINE_MAX and not task.context_refs
         and _COMMAND_LINE.match(lower) is not None and not _ABOUT_ITS_OUTPUT.search(lower))
