@@ -268,10 +268,12 @@ _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff studen
     ratings campaigns drivers riders couriers trips rentals loans claims policies receipts
     customer client employee student patient product invoice payment transaction purchase
     store supplier subscriber visitor shipment flight booking complaint campaign authors author
-    books grades""".split())
+    books grades warehouses parcels calls tenants shoppers contracts leads applicants candidates
+    donors donations guests listings properties vehicles appointments visits viewers listeners
+    players readers accounts""".split())
 _ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
     share trend never median busiest common compare summarise summarize breakdown between growth
-    highest lowest fewest cumulative percentage ratio missing many every""".split())
+    highest lowest fewest cumulative percentage ratio missing many every differ""".split())
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
