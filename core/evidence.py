@@ -1035,8 +1035,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             and not _any_domain_reaches(evidence, lexicon.min_score)):
         tokens = set(separated.split())
         if (tokens & _BUSINESS_RECORDS and tokens & _ANALYSIS_WORDS
-                and not tokens & _FIRST_PERSON and first_word not in (b"let", b"allow")):
-            # ("Let visitors switch the site between English and French" asks for a feature)
+                and not (tokens & _FIRST_PERSON and not lower.startswith(b"tell me "))
+                and first_word not in (b"let", b"allow")):
+            # ("Let visitors switch the site between English and French" asks for a feature; an
+            # analyst's "Tell me which ..." is no personal ask)
             evidence.append(Evidence(1, "data", "analysis_question", "a question about records",
                                      lexicon.analysis_question_weight))
 
