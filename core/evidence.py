@@ -809,6 +809,16 @@ def _any_domain_reaches(evidence: list[Evidence], score: float) -> bool:
     return any(total >= score for total in totals.values())
 
 
+def _keywords_also_in(rest: bytes, evidence: list[Evidence], done: set[str],
+                      lexicon: Lexicon) -> list[Evidence]:
+    """``evidence`` without the keywords the scan found only in the parts blanked out of
+    ``rest`` (the task's lower-case text without its quoted values, or without a command line's
+    arguments). Evidence that is no scanned keyword ("named column") stays."""
+    outside = _labels_in(_separated(rest), lexicon)
+    return [e for e in evidence if e.kind != "keyword" or e.match in outside
+            or e.match not in done]
+
+
 def _labels_in(separated: bytes, lexicon: Lexicon) -> set[str]:
     """The keywords (by label) the lexicon finds in a separated text."""
     labels = set()
@@ -953,9 +963,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             # 'python'" (a short ask; a long one says its trade in other words too)
             unquoted = _QUOTED.sub(b" ", lower)
             if unquoted != lower:
-                outside = _labels_in(_separated(unquoted), lexicon)
-                evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
-                            or e.match not in done]
+                evidence = _keywords_also_in(unquoted, evidence, done, lexicon)
 
     # Tier 1: a shell one-liner (short; starts with a shell-ish verb, talks about files, paths or
     # the machine's state; comes with no source file: "Convert the directory walker in walk.cpp"
@@ -1019,9 +1027,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         if verb in _LISTING_VERBS and b" file" in lower and _SEARCHED_PLACE.search(lower):
             arguments = _without_file_kinds(arguments)
         if arguments != lower:
-            outside = _labels_in(_separated(arguments), lexicon)
-            evidence = [e for e in evidence if e.kind != "keyword" or e.match in outside
-                        or e.match not in done]
+            evidence = _keywords_also_in(arguments, evidence, done, lexicon)
             text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
 
     # Tier 1: a question about a business's records, asked in its own words ("Which customers
