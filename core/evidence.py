@@ -250,8 +250,13 @@ def _without_file_kinds(lower: bytes) -> bytes:
 _LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows search searches locate
     locates count counts print prints get gets""".split())
 _SEARCHED_PLACE = re.compile(rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
-# Code the asker has at hand is what "List all variables in this function" is about, not a shell.
-_CODE_AT_HAND = re.compile(rb"\b(?:this|my|the following) (?:function|method|class|code|snippet|program)\b")
+# Code the asker has at hand is what "List all variables in this function" is about, not a shell,
+# and so is a program's own machinery ("Remove the global variables from the module", "Add a context
+# manager that changes the working directory"): nl2bash's one-liners never name them.
+_CODE_AT_HAND = re.compile(rb"\b(?:(?:this|my|the following) (?:function|method|class|code|snippet|program)"
+                           rb"|(?<!kernel )(?<![/\w])module|method|methods|parser|loader|crawler|handler"
+                           rb"|decorator"
+                           rb"|context manager|unit tests?|logging|pydantic|dataclass(?:es)?)\b")
 # A quoted command line, with a pipe, a redirection or a flag, or a quoted name the task calls a
 # command: "Execute 'python -m unittest discover 2>&1 | pyrg' every second", 'Check if command
 # "c++" and command "g++" are equal' are shell tasks whatever they run.
