@@ -1004,9 +1004,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
         len(text) <= _COMMAND_LINE_MAX and not task.context_refs
         and _COMMAND_LINE.match(lower) is not None and not _ABOUT_ITS_OUTPUT.search(lower))
-    if not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
+    if (not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
             shell_verb or command) and not any(
-            e.weight > 0 for e in deliverable) and not _CODE_AT_HAND.search(lower) and (
+            e.weight > 0 for e in deliverable) and (
             "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
             or command or (b"." in marks and _PLAIN_FILE.search(lower))
             or (b"*" in lower and _GLOB.search(lower))
@@ -1018,7 +1018,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 or ((b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower) and (
                     _QUOTED_COMMAND.search(lower) or (
                         _quotes_arguments(lower)
-                        and not _any_domain_reaches(evidence, lexicon.min_score))))))):
+                        and not _any_domain_reaches(evidence, lexicon.min_score)))))))
+            and not _CODE_AT_HAND.search(lower)):  # last: a regex, and rarely decisive
         evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
                                  lexicon.shell_task_weight))
         # A command line's arguments are not its trade: what it quotes ('Rename "svnlog.py" to
