@@ -256,7 +256,8 @@ _SEARCHED_PLACE = re.compile(rb"\b(?:director(?:y|ies)|folders?|file ?system|rec
 _CODE_AT_HAND = re.compile(rb"\b(?:(?:this|my|the following) (?:function|method|class|code|snippet|program)"
                            rb"|(?<!kernel )(?<![/\w])module|method|methods|parser|loader|crawler|handler"
                            rb"|decorator"
-                           rb"|context manager|unit tests?|logging|pydantic|dataclass(?:es)?)\b")
+                           rb"|context manager|unit tests?|logging|pydantic|dataclass(?:es)?"
+                           rb"|http client|endpoint|the program|the scheduler|linked list|walker)\b")
 # A quoted command line, with a pipe, a redirection or a flag, or a quoted name the task calls a
 # command: "Execute 'python -m unittest discover 2>&1 | pyrg' every second", 'Check if command
 # "c++" and command "g++" are equal' are shell tasks whatever they run.
