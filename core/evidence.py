@@ -131,20 +131,21 @@ _WRITE_STREAMS = (b"to ", b"the output", b"the list", b"the standard", b"the lin
                   b"unbuffered", b"the contents")
 _LEADING_ADVERBS = frozenset((b"force", b"always", b"never", b"just", b"also", b"please",
                               b"remote", b"dry"))
-# A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 # A question that asks how to do something leaves the verb after its lead ("How do I follow the
 # logs of a systemd service?"); one that asks for a command or a one-liner is a shell task
 # ("Which command shows the kernel messages since the last boot?").
 _QUESTION_LEADS = (b"how do i ", b"how can i ", b"how to ", b"how would i ", b"how should i ",
                    b"what is the command to ", b"what's the command to ", b"whats the command to ",
-                   b"is there a one-liner to ", b"is there a one liner to ", b"is there a command to ",
-                   b"give me the command to ", b"give me a one-liner to ", b"show me how to ")
+                   b"is there a one-liner to ", b"is there a one liner to ",
+                   b"is there a command to ", b"give me the command to ",
+                   b"give me a one-liner to ", b"show me how to ")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
 _COMMAND_ASKS = (b"which command ", b"what command ", b"which shell command ")
-# ... or the task is a command line itself: 'date --date="222 days ago" +"%m"'.
-_COMMAND_LINE = re.compile(rb"[a-z][\w.-]* -{1,2}[a-z]")
+# A command's own name as the first word is a shell task whatever follows ("ssh into the box").
 _COMMAND_WORDS = frozenset(b"""ssh scp rsync chmod chown chgrp grep egrep tar gzip gunzip
 bzip2 curl wget sudo mkdir rmdir cd ls ln""".split())
+# ... or the task is a command line itself: 'date --date="222 days ago" +"%m"'.
+_COMMAND_LINE = re.compile(rb"[a-z][\w.-]* -{1,2}[a-z]")
 
 
 def _third_person(verb: bytes) -> bytes:
@@ -186,21 +187,22 @@ _SYSTEM_OBJECTS = frozenset([
     "foreground", "ipv4 address", "ipv6 address", "reverse lookup", "primary group", "time string",
     "tty", "dirs stack", "directory stack", "pseudo-terminal", "pseudo terminal", "mount points",
     "mounts", "to user", "switch user", "permissions", "jobs running", "file name", "file names",
-    "numbers from", "exit code", "process tree", "processors", "last boot",
-    "output of history", "elapsed time", "random number", "random line", "software repositories",
-    "ns servers", "process ids", "built-in", "current job", "child process", "child processes",
+    "numbers from", "exit code", "process tree", "processors", "last boot", "output of history",
+    "elapsed time", "random number", "random line", "software repositories", "ns servers",
+    "process ids", "built-in", "current job", "child process", "child processes",
     "positional parameters", "system date", "logged on", "terminal screen", "in-memory history",
     "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https", "boot time",
-    "help message", "used commands", "space separated", "space-separated",
-    "whitespace separated", "whitespace-separated", "white space separated", "or more whitespace",
-    "background jobs", "active jobs", "running jobs", "all jobs", "of jobs", "group leader",
-    "root access", "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
+    "help message", "used commands", "space separated", "space-separated", "whitespace separated",
+    "whitespace-separated", "white space separated", "or more whitespace", "background jobs",
+    "active jobs", "running jobs", "all jobs", "of jobs", "group leader", "root access",
+    "root user", "readline", "keybindings", "key bindings", "logfile", "commands used",
     "previous command", "command in history", "dot-separated", "colon-separated",
     "slash-separated", "separated field", "users currently", "each command", "history expansion",
-    "every second", "owner and group", "user interaction", "date of yesterday", "for tomorrow", "day ago",
-    "a current month", "days from now", "two dates", "what year it was", "day name", "timestamp as", "of the archive", "an archive using", "an archive and",
-    "an archive excluding", "compress program", "access log", "access logs", "error log", "log file",
-    "log files", "as user", "as root", "variables", "empty environment"])
+    "every second", "owner and group", "user interaction", "date of yesterday", "for tomorrow",
+    "day ago", "a current month", "days from now", "two dates", "what year it was", "day name",
+    "timestamp as", "of the archive", "an archive using", "an archive and", "an archive excluding",
+    "compress program", "access log", "access logs", "error log", "log file", "log files",
+    "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
@@ -247,17 +249,18 @@ def _without_file_kinds(lower: bytes) -> bytes:
     return out
 
 
-_LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows search searches locate
-    locates count counts print prints get gets""".split())
-_SEARCHED_PLACE = re.compile(rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
+_LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows search searches
+    locate locates count counts print prints get gets""".split())
+_SEARCHED_PLACE = re.compile(
+    rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
 # Code the asker has at hand is what "List all variables in this function" is about, not a shell,
 # and so is a program's own machinery ("Remove the global variables from the module", "Add a context
 # manager that changes the working directory"): nl2bash's one-liners never name them.
-_CODE_AT_HAND = re.compile(rb"\b(?:(?:this|my|the following) (?:function|method|class|code|snippet|program)"
-                           rb"|(?<!kernel )(?<![/\w])module|method|methods|parser|loader|crawler|handler"
-                           rb"|decorator"
-                           rb"|context manager|unit tests?|logging|pydantic|dataclass(?:es)?"
-                           rb"|http client|endpoint|the program|the scheduler|linked list|walker)\b")
+_CODE_AT_HAND = re.compile(
+    rb"\b(?:(?:this|my|the following) (?:function|method|class|code|snippet|program)"
+    rb"|(?<!kernel )(?<![/\w])module|method|methods|parser|loader|crawler|handler|decorator"
+    rb"|context manager|unit tests?|logging|pydantic|dataclass(?:es)?"
+    rb"|http client|endpoint|the program|the scheduler|linked list|walker)\b")
 # A quoted command line, with a pipe, a redirection or a flag, or a quoted name the task calls a
 # command: "Execute 'python -m unittest discover 2>&1 | pyrg' every second", 'Check if command
 # "c++" and command "g++" are equal' are shell tasks whatever they run.
@@ -276,7 +279,7 @@ _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff studen
     store supplier subscriber visitor shipment flight booking complaint campaign authors author
     books grades warehouses parcels calls tenants shoppers contracts leads applicants candidates
     donors donations guests listings properties vehicles appointments visits viewers listeners
-    players readers accounts""".split())
+    players readers""".split())
 _ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
     share trend never median busiest common compare summarise summarize breakdown between growth
     highest lowest fewest cumulative percentage ratio missing many every differ""".split())
@@ -796,8 +799,8 @@ def _names_by_identifier(text: str) -> bool:
             if needle == " Series":
                 if word.isalpha() and word.islower():
                     return True
-            elif _IDENTIFIER.fullmatch(word) or (
-                    word[:1].isupper() and word[1:].islower() and text[max(0, start - 4):start] == "the "):
+            elif _IDENTIFIER.fullmatch(word) or (word[:1].isupper() and word[1:].islower()
+                                                 and text[max(0, start - 4):start] == "the "):
                 return True
             at = text.find(needle, at + 1)
     return "row '" in text and _ROW_LABEL.search(text) is not None
