@@ -37,6 +37,20 @@ def tasks() -> list[Task]:
     return short + long
 
 
+# One construct repeated to 2 KB: each rule that looks at the places a literal occurs meets it
+# ~100-500 times. Not realistic tasks; the bound on what one task can cost.
+REPEATED = ["def f(a): ", "f(x) = ", "x^2 ", "'a' ", "the Foo column ", "a.b ", "/usr/x ", "*.py ",
+            "3x + ", "|x| = ", '"q" ', "`c` ", "x = y + 2 ", "import os\n", "<div> ",
+            "https://a.b/c.php ", "$HOME ", "12 apples ", "write a letter ", "how many ",
+            "select * from t ", "__global__ ", "#include <a.h>\n", "row 'a' ", "file.py ",
+            "README.md ", "the Series s ", "#!/bin/sh\n", "a=b ", "(((( ", "a - 2b = 4 ", "2x = 3 "]
+
+
+def repeated() -> list[Task]:
+    return [Task(id=f"repeated-{i}", objective=(unit * (2048 // len(unit) + 1))[:2048], context_refs=refs)
+            for i, unit in enumerate(REPEATED) for refs in ([], ["src/app.py"])]
+
+
 def big_table(n: int) -> RoutingTable:
     """n live versions spread over the eight domains, with history."""
     versions = []
@@ -104,6 +118,13 @@ def main() -> int:
               f"p99 over tasks {pct(medians, 0.99):5.1f} us")
         print(f"  {'':45s}machine control, same rounds: a fixed {CONTROL_LOOP}-step loop "
               f"p50 {pct(control, 0.5):5.1f} us, p99 {pct(control, 0.99):5.1f} us")
+    worst = repeated()
+    per_task, _ = measure(Router(RoutingTable.seed()), worst, rounds=10)
+    medians = [statistics.median(task) for task in per_task]
+    slowest = max(range(len(worst)), key=medians.__getitem__)
+    print(f"worst case, one construct repeated to 2 KB ({len(worst)} texts): slowest median "
+          f"{medians[slowest]:.1f} us ({worst[slowest].objective[:12]!r}...), "
+          f"median {statistics.median(medians):.1f} us")
     if not args.no_embeddings:
         from core.embeddings import DomainEmbedder
 

@@ -97,11 +97,19 @@ def _count_numbers(separated: bytes, number_words: int) -> int:
     return number_words + separated.translate(_DIGITS_AS_ZERO).count(b" 0")
 
 
+# A construct is looked for at the first places its literal occurs, not at every one: a 2 KB
+# task that repeats "def f(a): " on one line cost 3.5 ms, each try scanning to the line's end.
+# Sixteen places are more than any labelled task needed.
+_MAX_PLACES = 16
+
+
 def _found_at(text: Any, needle: Any, pattern: re.Pattern | None) -> bool:
-    """``pattern`` matches at some occurrence of ``needle`` (a literal) in ``text`` (str or
-    bytes, as the pattern)."""
+    """``pattern`` matches at one of the first places ``needle`` (a literal) occurs in
+    ``text`` (str or bytes, as the pattern)."""
     at = text.find(needle)
-    while at != -1:
+    for _ in range(_MAX_PLACES):
+        if at == -1:
+            break
         if pattern is None or pattern.match(text, at):
             return True
         at = text.find(needle, at + 1)
@@ -329,9 +337,11 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     *[("systems", f"\n{word} ", word, _C_SIGNATURE) for word in (
         "void", "int", "char", "double", "float", "long", "short", "unsigned", "signed",
         "static", "const", "struct", "size_t", "bool", "inline", "extern")],
-    # the colon must end the line: Scala's `def f(n : Long) : Long = {` is not Python
+    # the colon must end the line: Scala's `def f(n : Long) : Long = {` is not Python (a
+    # signature is looked for in the next 400 characters: to the end of a 2 KB line cost ~30 us
+    # a place)
     ("python", "def ", "def", re.compile(
-        r"(?<![^\n\s])def\s+\w+\s*\([^\n]*\)\s*(->[^\n:]+)?:[ \t]*(#[^\n]*)?(\n|$)")),
+        r"(?<![^\n\s])def\s+\w+\s*\([^\n]{0,400}\)\s*(->[^\n:]+)?:[ \t]*(#[^\n]*)?(\n|$)")),
     # at the start of a line: the literal includes the newline (the text is searched with one
     # before it), so "from" in prose costs no regex at all
     ("python", "\nimport ", "import", re.compile(r"\nimport\s+[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)")),
@@ -379,11 +389,13 @@ _FUNCTION_ARGUMENTS = re.compile(r"\(\s*[a-z](\s*,\s*[a-z])*\s*\)\s*=(?!=)")
 
 def _defines_function(text: str) -> bool:
     at = text.find("(")
-    while at != -1:
+    tries = _MAX_PLACES
+    while at != -1 and tries:
         if at >= 1 and text[at - 1].isalpha() and (at < 2 or not (text[at - 2].isalnum()
-                                                                   or text[at - 2] in "_.")) \
-                and _FUNCTION_ARGUMENTS.match(text, at):
-            return True
+                                                                   or text[at - 2] in "_.")):
+            if _FUNCTION_ARGUMENTS.match(text, at):
+                return True
+            tries -= 1
         at = text.find("(", at + 1)
     return False
 
@@ -402,7 +414,9 @@ _LETTER_EQUATION = re.compile(r"(?<![\w.])[a-z]\s*[-+]\s*\d*[a-z](?![\w.(])\s*=\
 
 def _has_letter_equation(text: str) -> bool:
     at = text.find("=")
-    while at != -1:
+    for _ in range(_MAX_PLACES):
+        if at == -1:
+            break
         if _LETTER_EQUATION.search(text, max(0, at - 16), at + 12):
             return True
         at = text.find("=", at + 1)
@@ -415,8 +429,7 @@ def _has_coefficient_term(lower: bytes, separated: bytes) -> bool:
     zeroed = separated.translate(_DIGITS_AS_ZERO)
     if not (b"0x " in zeroed or b"0y " in zeroed or b"0z " in zeroed or b"0n " in zeroed):
         return False  # the common case, without a regex that tries every space
-    for token in _COEFFICIENT.finditer(separated):
-        term = token.group(0).strip()
+    for term in {token.strip() for token in _COEFFICIENT.findall(separated)}:
         at = lower.find(term)
         while at != -1:
             before = lower[at - 1:at]
@@ -743,11 +756,20 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
     return [(domain, weight, label) for domain, (weight, label) in best.items()]
 
 
+# A task that mentions more file names than this is a listing; its first ones say what it is about.
+_MAX_NAMES = 32
+
+
 def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     """File names with a known extension mentioned in the text ("simple_yolo.cu")."""
-    names = set()
-    for match in _EXTENSION.finditer(lower):
+    names: set[str] = set()
+    mentions = 0
+    # (and "a.b a.b ..." is no list of files either)
+    for match in itertools.islice(_EXTENSION.finditer(lower), 4 * _MAX_NAMES):
         if "." + match.group(1).decode() in lexicon.files:
+            mentions += 1
+            if mentions > _MAX_NAMES:
+                break
             # The name's head, read backwards from the dot: a forward search for "[\w./-]+$"
             # retries at every offset and cost ~18 us per name.
             start = match.start()
@@ -878,7 +900,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     if _URL in flags and not relinked:
         # A link's page is no file to work on: ".../python-recursion-exercise-9.php" is not PHP.
         # The scan says whether there is a link (a search of its own costs ~1.5 us on 2 KB).
-        unlinked = _URL_PAGE.sub(r"\1", text)
+        unlinked = _URL_PAGE.sub(r"\1", text, count=_MAX_PLACES)
         if unlinked != text:
             return extract(Task(objective=unlinked, context_refs=task.context_refs), lexicon,
                            relinked=True)
