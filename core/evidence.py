@@ -277,6 +277,13 @@ _QUOTED_COMMAND = re.compile(rb"""(['"])[^'"\n]*?(?: \|&? |2>&1| -{1,2}[a-z])[^'
 # ... unless the ask is about what the quoted command reports: "Execute 'nvcc -O3 kernel.cu' and
 # explain the register spill warnings" is CUDA's.
 _ABOUT_ITS_OUTPUT = re.compile(rb"\b(?:fix|explain|why|debug|diagnose|warnings|failing|passes)\b")
+# Someone an everyday ask is for, and a short clause saying what they do (see extract()).
+_PERSON_CLAUSE = re.compile(
+    rb"\b(?:someone|somebody|anyone|a person|a friend|a co-?worker|a colleague|a startup|a company"
+    rb"|a firm|my (?:friend|brother|sister|mom|mother|dad|father|wife|husband|partner|son|daughter"
+    rb"|boss|cousin|uncle|aunt|grandma|grandpa|grandmother|grandfather|parents|girlfriend"
+    rb"|boyfriend|roommate|neighbou?r|niece|nephew)) (?:who|that) "
+    rb"(?:(?!(?:how|what|why|to|so|and|but|fix|debug|with)\b)[\w+#.-]+ ?){1,6}")
 # What a business keeps records of, and the words of a question about them.
 _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff students teachers patients
     doctors products items orders invoices payments transactions purchases sales deals salespeople
@@ -1061,6 +1068,14 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         if arguments != lower:
             evidence = _keywords_also_in(arguments, evidence, done, lexicon)
             text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
+
+    # Tier 1: the trade of the person an everyday ask is for is no trade of the task: "Recommend a
+    # chair for someone who writes C++ ten hours a day". A clause of a few words after the person
+    # (it stops where the ask goes on: "... who knows Java how Python generators work").
+    if not has_code and not task.context_refs and (b" who " in lower or b" that " in lower):
+        described = _PERSON_CLAUSE.sub(b" ", lower)
+        if described != lower:
+            evidence = _keywords_also_in(described, evidence, done, lexicon)
 
     # Tier 1: a question about a business's records, asked in its own words ("Which customers
     # bought in January but not in February?", "Total the invoices per client"): an analyst's

@@ -331,6 +331,17 @@ def test_an_everyday_word_before_a_product_noun_is_the_products_subject(lexicon)
     assert domains("Write a Python cover letter generator that fills in a template", lexicon) == ["python"]
 
 
+def test_the_trade_of_the_person_an_ask_is_for_is_not_the_tasks(lexicon):
+    assert domains("Recommend a chair for someone who writes C++ ten hours a day.", lexicon) == []
+    assert domains("What should I wear to an interview at a startup that builds React dashboards?",
+                   lexicon) == []
+    # the clause is short and ends where the ask goes on
+    assert domains("Explain to someone who knows Java how Python generators work.", lexicon) == ["python"]
+    assert domains("Help my friend who is stuck on a CUDA out-of-memory error fix his kernel launch.",
+                   lexicon) == ["cuda"]
+    assert domains("Write a README for people who will install the CLI from PyPI.", lexicon) == ["docs"]
+
+
 def test_no_signal_falls_back_with_reason(seed_router):
     decision = seed_router.route(Task(objective="Write a function to flatten a nested list."))
     assert decision.specialist is None and decision.fallback_reason == NO_DOMAIN_MATCH
