@@ -47,7 +47,8 @@ REPEATED = ["def f(a): ", "f(x) = ", "x^2 ", "'a' ", "the Foo column ", "a.b ", 
 
 
 def repeated() -> list[Task]:
-    return [Task(id=f"repeated-{i}", objective=(unit * (2048 // len(unit) + 1))[:2048], context_refs=refs)
+    return [Task(id=f"repeated-{i}", objective=(unit * (2048 // len(unit) + 1))[:2048],
+                 context_refs=refs)
             for i, unit in enumerate(REPEATED) for refs in ([], ["src/app.py"])]
 
 

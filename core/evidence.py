@@ -283,7 +283,8 @@ _PERSON = re.compile(
     rb"|a firm|my (?:friend|brother|sister|mom|mother|dad|father|wife|husband|partner|son|daughter"
     rb"|boss|cousin|uncle|aunt|grandma|grandpa|grandmother|grandfather|parents|girlfriend"
     rb"|boyfriend|roommate|neighbou?r|niece|nephew))$")
-_PERSON_CLAUSE = re.compile(rb"(?:(?!(?:how|what|why|to|so|and|but|fix|debug|with)\b)[\w+#.-]+ ?){1,6}")
+_PERSON_CLAUSE = re.compile(
+    rb"(?:(?!(?:how|what|why|to|so|and|but|fix|debug|with)\b)[\w+#.-]+ ?){1,6}")
 
 
 def _without_persons(lower: bytes) -> bytes:
@@ -299,9 +300,12 @@ def _without_persons(lower: bytes) -> bytes:
             if _PERSON.search(lower, max(0, at - 24), at):
                 clause = _PERSON_CLAUSE.match(lower, at + len(word))
                 if clause:
-                    out = out[:clause.start()] + b" " * (clause.end() - clause.start()) + out[clause.end():]
+                    start, end = clause.span()
+                    out = out[:start] + b" " * (end - start) + out[end:]
             at = lower.find(word, at + 1)
     return out
+
+
 # What a business keeps records of, and the words of a question about them.
 _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff students teachers patients
     doctors products items orders invoices payments transactions purchases sales deals salespeople
@@ -795,7 +799,7 @@ def _file_names_in(lower: bytes, lexicon: Lexicon) -> set[str]:
     """File names with a known extension mentioned in the text ("simple_yolo.cu")."""
     names: set[str] = set()
     mentions = 0
-    # (and "a.b a.b ..." is no list of files either)
+    # the first dotted words only: "a.b a.b ..." is no list of files either
     for match in itertools.islice(_EXTENSION.finditer(lower), 4 * _MAX_NAMES):
         if "." + match.group(1).decode() in lexicon.files:
             mentions += 1

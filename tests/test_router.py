@@ -339,7 +339,7 @@ def test_the_trade_of_the_person_an_ask_is_for_is_not_the_tasks(lexicon):
     assert domains("Explain to someone who knows Java how Python generators work.", lexicon) == ["python"]
     assert domains("Help my friend who is stuck on a CUDA out-of-memory error fix his kernel launch.",
                    lexicon) == ["cuda"]
-    assert domains("Write a README for people who will install the CLI from PyPI.", lexicon) == ["docs"]
+    assert domains("Write a README for a colleague who maintains the Helm charts.", lexicon) == ["docs"]
 
 
 def test_no_signal_falls_back_with_reason(seed_router):
