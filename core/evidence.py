@@ -1169,7 +1169,10 @@ _PHRASE_WORDS = 6
 _ALPHANUMERIC = re.compile(rb"[a-z0-9]")
 # ... and where it goes, after one of these ("Add a table [to the README]")
 _DESTINATIONS = frozenset((b"to", b"in", b"into"))
-_DESTINATION_WORDS = 4
+# ... or, for a verb that adds to its object, what it adds ("Annotate the Terraform module with
+# comments"; not "Add a CI job with a changelog step")
+_ADDS_WITH = frozenset((b"annotate",))
+_DESTINATION_WORDS = 5
 # "a README section", "a FAQ entry": a part of a deliverable is that deliverable
 _DOCUMENT_PARTS = frozenset(b"""entry entries section sections page pages note notes paragraph
     block blocks example examples chapter step steps""".split())
@@ -1254,7 +1257,7 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         return ()
     if found:
         return found
-    if stop in _DESTINATIONS:
+    if stop in _DESTINATIONS or (stop == b"with" and verb in _ADDS_WITH):
         # "Add a 'Supported versions' table to the README", "Fix the typo in the tutorial": what
         # the object goes into is the deliverable (if it is one: code there is only the place)
         place, _, _ = _noun_phrase(words, end, _DESTINATION_WORDS)

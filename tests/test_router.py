@@ -152,6 +152,18 @@ def test_a_verb_that_names_its_deliverable(lexicon):
     ex = extract(Task(objective="Document upload fails with a 413 for files over 10 MB behind nginx."),
                  lexicon)
     assert not [e for e in ex.evidence if e.kind == "deliverable"]
+    # "Comment" names its deliverable too; "annotate" adds what comes after "with"; "turn"
+    # delivers what it turns its object into
+    assert domains("Comment the Makefile: one line above each target saying what it does.", lexicon,
+                   ["Makefile"]) == ["docs"]
+    assert domains("Annotate the Terraform module with comments on every variable.", lexicon,
+                   ["infra/main.tf"]) == ["docs"]
+    assert domains("Annotate the function with type hints and make mypy pass.", lexicon,
+                   ["pkg/api.py"]) == ["python"]
+    assert domains("Add a CI job with a changelog step that fails when CHANGELOG.md was not updated.",
+                   lexicon, [".github/workflows/ci.yml"]) == ["devops"]
+    assert domains("Turn the onboarding Slack thread into a setup guide with numbered steps.",
+                   lexicon) == ["docs"]
 
 
 def test_negative_weight_takes_evidence_back(lexicon):
