@@ -1209,6 +1209,7 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
 
 
 _SPECIFIC = frozenset((b"the", b"our", b"this", b"its", b"each", b"every"))
+_SAYS_WHERE = frozenset((b"explain", b"describe", b"note", b"mention", b"state"))
 _WRITING_VERBS = frozenset((b"write", b"draft", b"rewrite", b"make", b"plan", b"suggest",
                             b"prepare", b"revise", b"proofread", b"translate"))
 
@@ -1228,6 +1229,10 @@ def _task_deliverable(lower: bytes, first_word: bytes, lexicon: Lexicon) -> tupl
     descriptions. Write a docs block for ...")."""
     if first_word in lexicon.deliverable_verbs:
         return _deliverable(lower, first_word, lexicon)  # the ask itself; later sentences detail it
+    if first_word in _SAYS_WHERE and lower[len(first_word):len(first_word) + 4] == b" in ":
+        # "Explain in the header comment what ...": where it is said is the deliverable (not
+        # "Explain the comment above the lock": a question about it)
+        return _deliverable(lower, first_word, lexicon)
     for sentence in itertools.islice(_SENTENCE_START.finditer(lower), _LATER_SENTENCES):
         verb = sentence.group(1)
         if verb in lexicon.deliverable_verbs:

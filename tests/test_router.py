@@ -164,6 +164,11 @@ def test_a_verb_that_names_its_deliverable(lexicon):
                    lexicon, [".github/workflows/ci.yml"])[0] == "devops"
     assert domains("Turn the onboarding Slack thread into a setup guide with numbered steps.",
                    lexicon) == ["docs"]
+    # where something is explained is the deliverable; what is explained is a question about it
+    assert domains("Explain in the header comment of the kernel what each template parameter means.",
+                   lexicon, ["kernels/gemm.cu"])[0] == "docs"
+    assert domains("Explain the comment above the spin lock: why is the memory order relaxed there?",
+                   lexicon, ["src/lock.c"])[0] == "systems"
 
 
 def test_negative_weight_takes_evidence_back(lexicon):
