@@ -346,6 +346,7 @@ _C_SIGNATURE = re.compile(
 # Code shapes that name a language: (domain, literal, pattern matched AT the literal). Anchoring
 # every pattern at a literal found with str.find keeps a 2 KB task from costing a regex scan per
 # pattern.
+_SWIFT_MODULES = ("Foundation", "UIKit", "SwiftUI", "AppKit", "XCTest", "Combine")
 _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     # (domain, literal, a token the literal implies (checked first, in O(1)), pattern)
     ("cuda", "__global__", "__global__", None),
@@ -373,7 +374,8 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
         r"(?<![^\n\s])def\s+\w+\s*\([^\n]{0,400}\)\s*(->[^\n:]+)?:[ \t]*(#[^\n]*)?(\n|$)")),
     # at the start of a line: the literal includes the newline (the text is searched with one
     # before it), so "from" in prose costs no regex at all
-    ("python", "\nimport ", "import", re.compile(r"\nimport\s+[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)")),
+    ("python", "\nimport ", "import", re.compile(
+        r"\nimport\s+(?!(?:%s)\b)[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)" % "|".join(_SWIFT_MODULES))),
     ("python", "\nfrom ", "from", re.compile(r"\nfrom\s+[\w.]+\s+import\s")),
     ("python", "`from ", "from", re.compile(r"`from\s+[\w.]+\s+import\s+(\*|\w)")),  # inline code
     # a test written as Python's assert statement (Java's ends with ";", C's assert is a call)
@@ -400,6 +402,8 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
         r"def\s+\w+\s*(\[[^\]\n]*\])?\([^)\n]*\)[ \t]*:[ \t]*[\w\[\], ]+[ \t]*=")),
     (UNSERVED, "function ", "function", re.compile(r"function\s+\w+\s*\([^)\n]*::")),  # Julia
     (UNSERVED, "sub ", "sub", re.compile(r"sub\s+\w+\s*\{")),
+    # Swift imports its frameworks the way Python imports a module
+    (UNSERVED, "\nimport ", "import", re.compile(r"\nimport\s+(?:%s)[ \t]*(\n|$)" % "|".join(_SWIFT_MODULES))),
     (UNSERVED, "local function", "local", re.compile(r"local function\s+\w+\s*\(")),
 ]
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.
@@ -1326,6 +1330,12 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     margin = -0.001 if word_problem and ranked[0][0] == "math" else lexicon.null_margin
     if null_score >= lexicon.min_score and null_score >= top - margin and not has_source_file:
         extraction.non_technical = True
+        return extraction
+    if unserved_score > top and not has_source_file and any(
+            item.domain == UNSERVED and item.kind == "code" for item in evidence):
+        # code in a language no specialist serves outweighs the words that describe it: a Swift
+        # function whose comment says "divisible by" (not a one-liner that mentions Java)
+        extraction.unserved = True
         return extraction
     extraction.domains = [d for d, s in ranked if s >= lexicon.min_score
                           and s >= lexicon.secondary_ratio * top]

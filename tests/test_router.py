@@ -587,6 +587,11 @@ def test_tier3_never_routes_a_language_no_specialist_serves(lexicon):
         decision = router.route(Task(objective=text))
         assert decision.specialist is None and decision.fallback_reason == UNSERVED_LANGUAGE, text
     assert embedder.calls == 0
+    # code in an unserved language outweighs the words describing it; Swift imports like Python
+    swift = ("import Foundation\n/// Return how many integers below n are divisible by 11 or 13.\n"
+             "func fizz_buzz(n: Int) -> Int {\n")
+    decision = router.route(Task(objective=swift))
+    assert decision.specialist is None and decision.fallback_reason == UNSERVED_LANGUAGE
     # a served domain still wins: the target of a port, a Dockerfile for a Go service
     assert router.route(Task(objective="Port this Java service to Python")).specialist == "python-lora"
 
