@@ -119,6 +119,7 @@ def _found_at(text: Any, needle: Any, pattern: re.Pattern | None) -> bool:
 # Starts with the literal "/", so re's prefix search jumps from one "/" to the next; with the
 # look-behind first it tried every offset (~40 us over 2 KB).
 _ABSOLUTE_PATH = re.compile(r"/(?<![\w.]/)[\w.-]+(?:/[\w.*-]+)+")
+_ABSOLUTE_PATH_ARGUMENT = re.compile(_ABSOLUTE_PATH.pattern.encode())
 # An imperative one-liner about files, as people ask a shell for (nl2bash-style tasks).
 _SHELL_VERBS = frozenset(b"""find print display list search delete remove count copy move rename
 compress archive extract split sort replace show view save change set create make locate grep get
@@ -1095,6 +1096,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             arguments = _QUOTED.sub(b" ", arguments)
         if b"*" in lower and b" file" in lower:  # "*.vue components that use ..." are the trade's
             arguments = _GLOB_ARGUMENT.sub(b" ", arguments)
+        if b"/" in lower:  # "show which package owns /usr/bin/python3"
+            arguments = _ABSOLUTE_PATH_ARGUMENT.sub(b" ", arguments)
         if verb in _LISTING_VERBS and b" file" in lower and _SEARCHED_PLACE.search(lower):
             arguments = _without_file_kinds(arguments)
         if arguments != lower:

@@ -296,6 +296,8 @@ def test_shell_one_liner_is_devops(lexicon):
     # about the machine's state, no file in sight
     assert domains("Print the number of CPUs available", lexicon) == ["devops"]
     assert domains("Show which process is using port 3000", lexicon) == ["devops"]
+    # an absolute path is the command's argument, not its trade
+    assert domains("show which package owns /usr/bin/python3", lexicon) == ["devops"]
     # a task that comes with a source file changes that file, whatever its first verb
     assert domains("Convert the recursive directory walker to an iterative one", lexicon,
                    ["src/walk.cpp"]) == ["systems"]
