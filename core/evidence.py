@@ -513,7 +513,8 @@ _CSS_NEEDLES = [f"{digit}{unit} " for digit in "0123456789" for unit in ("px", "
 class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
-    kind: str    # keyword | deliverable | code | word_problem | file | text_file | embedding
+    kind: str    # keyword | deliverable | code | notation | word_problem | shell_task |
+    #              analysis_question | file | text_file | shared_language | embedding
     match: str
     weight: float
 
@@ -1299,6 +1300,37 @@ def sharing_domains(extraction: Extraction, lexicon: Lexicon) -> tuple[str, ...]
     return sharers
 
 
+def _words_decide_shared_language(ranked: list[tuple[str, float]], scores: dict[str, float],
+                                  evidence: list[Evidence], lexicon: Lexicon
+                                  ) -> list[tuple[str, float]]:
+    """A ``.py`` file says Python, not whose Python: when such files are all the leading domain
+    has and the words make a case for a domain that writes the language too (the evidence a
+    domain needs to be chosen), the files count for that domain ("Deduplicate the events by
+    (user_id, event_id)" in service/events.py is data's). Tier 3 does the same for words that
+    name no tool."""
+    top = ranked[0][0]
+    shared = 0.0
+    sharers: tuple[str, ...] = ()
+    for item in evidence:
+        if item.domain != top or item.weight <= 0:
+            continue
+        extension = item.match.rsplit(" (", 1)[-1].rstrip(")") if item.kind == "file" else None
+        if extension not in lexicon.shared_extensions:
+            return ranked  # the leading domain has words (or a file) of its own
+        shared += item.weight
+        sharers = lexicon.shared_extensions[extension]
+    words: dict[str, float] = {}
+    for item in evidence:
+        if item.domain in sharers and item.kind not in ("file", "text_file"):
+            words[item.domain] = words.get(item.domain, 0.0) + item.weight
+    best = max(sharers, key=lambda domain: words.get(domain, 0.0), default=None)
+    if best is None or words.get(best, 0.0) < lexicon.min_score:
+        return ranked
+    scores[best] += shared
+    evidence.append(Evidence(2, best, "shared_language", f"the {top} files, in {best}'s words", shared))
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def decide(evidence: list[Evidence], lexicon: Lexicon,
            similarities: dict[str, float] | None = None) -> Extraction:
     scores: dict[str, float] = {}
@@ -1318,6 +1350,8 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
         tier_of[item.domain] = max(tier_of.get(item.domain, 0), item.tier)
         has_source_file = has_source_file or item.kind == "file"
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(ranked) > 1:
+        ranked = _words_decide_shared_language(ranked, scores, evidence, lexicon)
     extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
                             unserved_score=unserved_score, evidence=evidence,
                             similarities=similarities)

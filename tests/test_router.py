@@ -555,6 +555,17 @@ def test_tier3_only_when_tiers_1_2_find_nothing(lexicon):
     assert len(tie.extraction.domains) == 2 and tie.tier != 3 and embedder.calls == 1
 
 
+def test_the_words_say_whose_python_a_py_file_is(lexicon):
+    # a .py file is all python has; the words make data's case
+    assert domains("Deduplicate the events by (user_id, event_id), keeping the earliest timestamp.",
+                   lexicon, ["service/events.py"])[0] == "data"
+    # ... not when python has words of its own, nor on a folder's say-so
+    assert domains("The orders module's average() helper divides by zero on an empty list; fix it.",
+                   lexicon, ["shop/orders.py"])[0] == "python"
+    assert domains("Make the config loader in the pipeline package accept environment-variable "
+                   "overrides.", lexicon, ["pipelines/config.py"])[0] == "python"
+
+
 def test_tier3_says_whose_python_a_py_file_is_when_no_word_does(lexicon):
     task = Task(objective="Highlight the couriers that got slower since the spring.",
                 context_refs=["jobs/courier_times.py"])
