@@ -1286,18 +1286,27 @@ def sharing_domains(extraction: Extraction, lexicon: Lexicon) -> tuple[str, ...]
     words, not the extension, must then say which trade the task is (python or data)."""
     if not extraction.domains:
         return ()
-    top = extraction.domains[0]
+    return _shared_language_files(extraction.evidence, extraction.domains[0], lexicon,
+                                  ("file", "text_file"))[0]
+
+
+def _shared_language_files(evidence: list[Evidence], top: str, lexicon: Lexicon,
+                           kinds: tuple[str, ...]) -> tuple[tuple[str, ...], float]:
+    """When all of ``top``'s evidence is files of ``kinds`` whose extension other domains write
+    too (a ``.py`` file): those domains and the files' weight; otherwise nothing."""
     sharers: tuple[str, ...] = ()
-    for item in extraction.evidence:
+    weight = 0.0
+    for item in evidence:
         if item.domain != top or item.weight <= 0:
             continue
-        if item.kind not in ("file", "text_file"):
-            return ()
+        if item.kind not in kinds:
+            return (), 0.0
         extension = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.py (.py)"
         if extension not in lexicon.shared_extensions:
-            return ()
+            return (), 0.0
         sharers = lexicon.shared_extensions[extension]
-    return sharers
+        weight += item.weight
+    return sharers, weight
 
 
 def _words_decide_shared_language(ranked: list[tuple[str, float]], scores: dict[str, float],
@@ -1309,16 +1318,9 @@ def _words_decide_shared_language(ranked: list[tuple[str, float]], scores: dict[
     (user_id, event_id)" in service/events.py is data's). Tier 3 does the same for words that
     name no tool."""
     top = ranked[0][0]
-    shared = 0.0
-    sharers: tuple[str, ...] = ()
-    for item in evidence:
-        if item.domain != top or item.weight <= 0:
-            continue
-        extension = item.match.rsplit(" (", 1)[-1].rstrip(")") if item.kind == "file" else None
-        if extension not in lexicon.shared_extensions:
-            return ranked  # the leading domain has words (or a file) of its own
-        shared += item.weight
-        sharers = lexicon.shared_extensions[extension]
+    sharers, shared = _shared_language_files(evidence, top, lexicon, ("file",))
+    if not sharers:
+        return ranked  # the leading domain has words (or a file) of its own
     words: dict[str, float] = {}
     for item in evidence:
         if item.domain in sharers and item.kind not in ("file", "text_file"):
