@@ -198,6 +198,15 @@ def test_file_named_in_text_counts(lexicon):
     assert any(e.kind == "text_file" and e.tier == 2 for e in ex.evidence)
 
 
+def test_files_named_in_text_count_in_the_order_they_are_mentioned(lexicon):
+    # the first mention counts whole, the next of the same kind half: the same every run (the
+    # names were once a set, whose order moved with the process's hash seed)
+    ex = extract(Task(objective="strlen (vg_replace_strmem.c:458) called from lexer.c:88"), lexicon)
+    files = [(e.match, e.weight) for e in ex.evidence if e.kind == "text_file"]
+    assert [name for name, _ in files] == ["vg_replace_strmem.c (.c)", "lexer.c (.c)"]
+    assert files[1][1] == pytest.approx(files[0][1] / 2)
+
+
 def test_many_files_of_one_kind_have_diminishing_weight(lexicon):
     ex = extract(Task(objective="Tidy", context_refs=["a.py", "b.py", "c.py", "d.py"]), lexicon)
     assert ex.scores["python"] == pytest.approx(3 + 1.5 + 0.75 + 0.375)
@@ -328,6 +337,10 @@ def test_shell_one_liner_is_devops(lexicon):
     assert domains("Read the CSV into a DataFrame and drop the duplicate rows", lexicon)[0] == "data"
     assert domains("Go through the React components and remove the unused props",
                    lexicon)[0] == "web"
+    # a literal quoted inside another is blanked alone: the outer quotes' command stays evidence
+    ex = extract(Task(objective='''Execute "awk -F, '$1 ~ /F$/'" on contents of "file.gz"'''),
+                      lexicon)
+    assert "awk" in [e.match for e in ex.evidence]
     # one quoted plain word is as likely a word; a price is no variable
     assert domains("Count the syllables in 'extraordinary'", lexicon) == []
     assert "devops" not in domains("Find the total if each of 3 tickets costs $12", lexicon)
