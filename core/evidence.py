@@ -554,7 +554,8 @@ class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
     kind: str    # keyword | deliverable | code | notation | word_problem | shell_task |
-    #              analysis_question | file | text_file | shared_language | embedding
+    #              analysis_question | file | text_file | shared_language | source_language |
+    #              embedding
     match: str
     weight: float
 
@@ -606,6 +607,19 @@ class Lexicon:
         self.shared_extensions: dict[str, tuple[str, ...]] = {
             extension.lower(): tuple(domains)
             for extension, domains in settings.get("shared_extensions", {}).items()}
+        # Source code in a language, and the languages each trade writes besides its own files'
+        self.source_extensions = frozenset(
+            extension.lower() for extension in settings.get("source_extensions", ()))
+        self._also_writes = {domain: frozenset(extension.lower() for extension in extensions)
+                             for domain, extensions in settings.get("writes", {}).items()}
+        for domain, extensions in self._also_writes.items():
+            if domain not in DOMAINS:
+                raise ValueError(f"settings.writes: unknown domain {domain!r}; known: "
+                                 f"{', '.join(DOMAINS)}")
+            unknown = extensions - self.source_extensions - {"*"}
+            if unknown:
+                raise ValueError(f"settings.writes.{domain}: {', '.join(sorted(unknown))} not in "
+                                 f"settings.source_extensions")
         # "Write [a README] for the Helm chart": the opening verbs whose object names the
         # deliverable, and the verbs that name it themselves ("Document the payloads")
         self.deliverable_verbs = frozenset(verb.lower().encode()
@@ -640,6 +654,14 @@ class Lexicon:
                         self.folders.setdefault(pattern.strip("/"), []).append((domain, float(weight)))
                 else:
                     self.files.setdefault(pattern, []).append((domain, float(weight)))
+        # A trade writes its own files' languages and the ones settings.writes adds; "*": all.
+        # None stands for all.
+        self.writes: dict[str, frozenset[str] | None] = {}
+        for domain in DOMAINS:
+            also = self._also_writes.get(domain, frozenset())
+            own = {extension for extension in self.source_extensions
+                   if any(d == domain for d, _ in self.files.get(extension, ()))}
+            self.writes[domain] = None if "*" in also else frozenset(own | also)
         # "load balancers" is evidence as much as "load balancer": every word or phrase also
         # matches with its last word in the plural, as the same keyword; listed itself with the
         # same weights it is still the same keyword ("a positive integer ... positive integers"
@@ -1374,6 +1396,39 @@ def _words_decide_shared_language(ranked: list[tuple[str, float]], scores: dict[
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, float],
+                            evidence: list[Evidence], lexicon: Lexicon
+                            ) -> list[tuple[str, float]]:
+    """When every file the task comes with is code of one trade's language and the trade its
+    words lead to has no file of its own and does not write that language, the change is code in
+    that language: its trade takes the task, and the words say what the code is about (DuckDB's
+    optimizer in topn_window_elimination.cpp, about duplicate rows and row_number, is C++ work).
+    In the labelled tasks whose files are all one language's code, the label is that language's
+    trade (or one that writes it: data's Python, CUDA's host C++) in all but two."""
+    top = ranked[0][0]
+    writes = lexicon.writes.get(top)
+    if writes is None:
+        return ranked  # documentation and algorithms are written for code in any language
+    owner = None
+    extensions = set()
+    for item in evidence:
+        if item.kind != "file" or item.weight <= 0:
+            continue
+        if item.domain == top or owner not in (None, item.domain):
+            return ranked  # a file of the leading trade's own, or files of several trades
+        owner = item.domain
+        extension = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.cpp (.cpp)"
+        if extension in lexicon.source_extensions:
+            extensions.add(extension)
+    if owner is None or not extensions or extensions & writes:
+        return ranked
+    weight = scores[top]
+    scores[owner] += weight
+    evidence.append(Evidence(2, owner, "source_language",
+                             f"{', '.join(sorted(extensions))} code, in {top}'s words", weight))
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def decide(evidence: list[Evidence], lexicon: Lexicon,
            similarities: dict[str, float] | None = None) -> Extraction:
     scores: dict[str, float] = {}
@@ -1395,6 +1450,7 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     if len(ranked) > 1:
         ranked = _words_decide_shared_language(ranked, scores, evidence, lexicon)
+        ranked = _language_decides_trade(ranked, scores, evidence, lexicon)
     extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
                             unserved_score=unserved_score, evidence=evidence,
                             similarities=similarities)

@@ -192,6 +192,29 @@ def test_file_extensions_names_and_folders(lexicon):
     assert extract(Task(objective="Fix it", context_refs=["k8s/render.py"]), lexicon).scores["devops"] < 3
 
 
+def test_code_in_one_language_is_that_languages_trade(lexicon):
+    # words about SQL rows, the change in C++: the C++ trade's, with the words' trade second
+    ex = extract(Task(objective="The optimizer collapses duplicate rows from a join when the "
+                                "row_number column is not projected",
+                      context_refs=["src/optimizer/topn_window_elimination.cpp"]), lexicon)
+    assert ex.domains[0] == "systems"
+    assert [e.match for e in ex.evidence if e.kind == "source_language"] == [".cpp code, in data's words"]
+    # a command-line tool's Python is Python's, whatever shell words it has
+    assert domains("Our command-line tool prints a confusing stack trace when the config file is "
+                   "missing; show a friendly message", lexicon, ["tool/main.py"])[0] == "python"
+    # a trade that writes the language keeps its task: data's Python, CUDA's host C++
+    assert domains("Deduplicate the events by (user_id, event_id) before the join", lexicon,
+                   ["service/events.py"])[0] == "data"
+    assert domains("Port the bilateral filter to a CUDA kernel with shared-memory tiles", lexicon,
+                   ["src/filter.cpp"])[0] == "cuda"
+    # documentation is written for code in any language
+    assert domains("Document the public functions with Doxygen comments", lexicon,
+                   ["include/engine.h"])[0] == "docs"
+    # a file of the words' own trade beside the code: the words decide
+    assert domains("The optimizer collapses duplicate rows from a join when the row_number column "
+                   "is not projected", lexicon, ["src/topn.cpp", "queries/topn.sql"])[0] == "data"
+
+
 def test_file_named_in_text_counts(lexicon):
     ex = extract(Task(objective="The build of simple_yolo.cu fails"), lexicon)
     assert ex.domains == ["cuda"]
@@ -739,6 +762,13 @@ def test_lexicon_file_errors_are_clear(tmp_path):
     orphan.write_text('[settings]\nimplied_deliverables = { document = "documentation" }\n')
     with pytest.raises(ValueError, match="'documentation' is not in any"):
         Lexicon.load(orphan)
+    writes = tmp_path / "writes.toml"
+    writes.write_text('[settings]\nsource_extensions = [".py"]\nwrites = { rust = [".rs"] }\n')
+    with pytest.raises(ValueError, match="settings.writes: unknown domain 'rust'"):
+        Lexicon.load(writes)
+    writes.write_text('[settings]\nsource_extensions = [".py"]\nwrites = { data = [".rs"] }\n')
+    with pytest.raises(ValueError, match=r"settings.writes.data: \.rs not in settings.source_extensions"):
+        Lexicon.load(writes)
 
 
 
