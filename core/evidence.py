@@ -554,8 +554,8 @@ class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
     kind: str    # keyword | deliverable | code | notation | word_problem | shell_task |
-    #              analysis_question | file | text_file | shared_language | source_language |
-    #              embedding
+    #              analysis_question | file | file_word | text_file | shared_language |
+    #              source_language | embedding
     match: str
     weight: float
 
@@ -603,6 +603,7 @@ class Lexicon:
         self.css_length_weight = float(settings.get("css_length_weight", 2.0))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
+        self.file_word_factor = float(settings.get("file_word_factor", 0.5))
         # ".py" names only a language that other trades write too (data's Python)
         self.shared_extensions: dict[str, tuple[str, ...]] = {
             extension.lower(): tuple(domains)
@@ -1194,6 +1195,20 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             evidence.append(Evidence(1, "data", "analysis_question", "a question about records",
                                      lexicon.analysis_question_weight))
 
+    # Tier 2: the words of a context ref's name ("03_pandas.py", "kafka_consumer.py") count as
+    # keywords at file_word_factor of their weight, each once with the text's
+    if task.context_refs and lexicon.file_word_factor:
+        factor = lexicon.file_word_factor
+        for ref in task.context_refs:
+            stem = ref.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+            named = _separated(stem.replace("_", " ").encode())
+            for index, _, end in lexicon.automaton.find_matches_as_indexes(named, overlapping=True):
+                label, hits, needs_longer = payloads[index][:3]
+                if label in done or not hits or (needs_longer and named[end] == 32):
+                    continue
+                done.add(label)
+                evidence += [Evidence(2, hit.domain, "file_word", f"{ref} ({label})", hit.weight * factor)
+                             for hit in hits if hit.weight > 0]
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.
     if task.context_refs or text_files:

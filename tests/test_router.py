@@ -215,6 +215,17 @@ def test_code_in_one_language_is_that_languages_trade(lexicon):
                    "is not projected", lexicon, ["src/topn.cpp", "queries/topn.sql"])[0] == "data"
 
 
+def test_words_in_a_context_refs_name_count_at_a_fraction(lexicon):
+    ex = extract(Task(objective="Swap the arguments of the merge in section 3.5",
+                      context_refs=["book/03_pandas.py"]), lexicon)
+    assert [(e.kind, e.match, e.weight) for e in ex.evidence if e.kind == "file_word"] == [
+        ("file_word", "book/03_pandas.py (pandas)", pytest.approx(lexicon.file_word_factor * 4.0))]
+    assert ex.domains[0] == "data"
+    # a word the text says already counts once, from the text
+    ex = extract(Task(objective="Use pandas to read it", context_refs=["etl/pandas_io.py"]), lexicon)
+    assert [e.kind for e in ex.evidence if e.match.endswith("(pandas)") or e.match == "pandas"] == ["keyword"]
+
+
 def test_file_named_in_text_counts(lexicon):
     ex = extract(Task(objective="The build of simple_yolo.cu fails"), lexicon)
     assert ex.domains == ["cuda"]
