@@ -609,18 +609,17 @@ class Lexicon:
             extension.lower(): tuple(domains)
             for extension, domains in settings.get("shared_extensions", {}).items()}
         # Source code in a language, and the languages each trade writes besides its own files'
-        self.source_extensions = frozenset(
-            extension.lower() for extension in settings.get("source_extensions", ()))
+        self.source_files = frozenset(kind.lower() for kind in settings.get("source_files", ()))
         self._also_writes = {domain: frozenset(extension.lower() for extension in extensions)
                              for domain, extensions in settings.get("writes", {}).items()}
         for domain, extensions in self._also_writes.items():
             if domain not in DOMAINS:
                 raise ValueError(f"settings.writes: unknown domain {domain!r}; known: "
                                  f"{', '.join(DOMAINS)}")
-            unknown = extensions - self.source_extensions - {"*"}
+            unknown = extensions - self.source_files - {"*"}
             if unknown:
                 raise ValueError(f"settings.writes.{domain}: {', '.join(sorted(unknown))} not in "
-                                 f"settings.source_extensions")
+                                 f"settings.source_files")
         # "Write [a README] for the Helm chart": the opening verbs whose object names the
         # deliverable, and the verbs that name it themselves ("Document the payloads")
         self.deliverable_verbs = frozenset(verb.lower().encode()
@@ -655,13 +654,18 @@ class Lexicon:
                         self.folders.setdefault(pattern.strip("/"), []).append((domain, float(weight)))
                 else:
                     self.files.setdefault(pattern, []).append((domain, float(weight)))
-        # A trade writes its own files' languages and the ones settings.writes adds; "*": all.
-        # None stands for all.
+        # A trade writes the work products its own [files] list and those settings.writes adds;
+        # None: all ("*")
+        owners: dict[str, set[str]] = {}
+        for kind, hits in [*self.files.items(),
+                           *((folder + "/", hits) for folder, hits in self.folders.items()),
+                           *((pattern, [(domain, weight)]) for pattern, domain, weight in self.multi_folders)]:
+            if kind in self.source_files:
+                owners.setdefault(kind, set()).update(domain for domain, _ in hits)
         self.writes: dict[str, frozenset[str] | None] = {}
         for domain in DOMAINS:
             also = self._also_writes.get(domain, frozenset())
-            own = {extension for extension in self.source_extensions
-                   if any(d == domain for d, _ in self.files.get(extension, ()))}
+            own = {kind for kind, domains in owners.items() if domain in domains}
             self.writes[domain] = None if "*" in also else frozenset(own | also)
         # "load balancers" is evidence as much as "load balancer": every word or phrase also
         # matches with its last word in the plural, as the same keyword; listed itself with the
@@ -1414,33 +1418,34 @@ def _words_decide_shared_language(ranked: list[tuple[str, float]], scores: dict[
 def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, float],
                             evidence: list[Evidence], lexicon: Lexicon
                             ) -> list[tuple[str, float]]:
-    """When every file the task comes with is code of one trade's language and the trade its
-    words lead to has no file of its own and does not write that language, the change is code in
-    that language: its trade takes the task, and the words say what the code is about (DuckDB's
-    optimizer in topn_window_elimination.cpp, about duplicate rows and row_number, is C++ work).
-    In the labelled tasks whose files are all one language's code, the label is that language's
-    trade (or one that writes it: data's Python, CUDA's host C++) in all but two."""
+    """When every file the task comes with is one trade's work product (code in its language, a
+    Dockerfile, a CI workflow) and the trade its words lead to has no file of its own and does not
+    write it, the change is that file: its trade takes the task, and the words say what the file
+    is about (DuckDB's optimizer in topn_window_elimination.cpp, about duplicate rows and
+    row_number, is C++ work; a workflow that caches pip packages is the pipeline's). In the
+    labelled tasks whose files are all one language's code, the label is that language's trade
+    (or one that writes it: data's Python, CUDA's host C++) in all but two."""
     top = ranked[0][0]
     writes = lexicon.writes.get(top)
     if writes is None:
         return ranked  # documentation and algorithms are written for code in any language
     owner = None
-    extensions = set()
+    kinds = set()
     for item in evidence:
         if item.kind != "file" or item.weight <= 0:
             continue
         if item.domain == top or owner not in (None, item.domain):
             return ranked  # a file of the leading trade's own, or files of several trades
         owner = item.domain
-        extension = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.cpp (.cpp)"
-        if extension in lexicon.source_extensions:
-            extensions.add(extension)
-    if owner is None or not extensions or extensions & writes:
+        kind = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.cpp (.cpp)"
+        if kind in lexicon.source_files:
+            kinds.add(kind)
+    if owner is None or not kinds or kinds & writes:
         return ranked
     weight = scores[top]
     scores[owner] += weight
     evidence.append(Evidence(2, owner, "source_language",
-                             f"{', '.join(sorted(extensions))} code, in {top}'s words", weight))
+                             f"{', '.join(sorted(kinds))} files, in {top}'s words", weight))
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

@@ -198,7 +198,7 @@ def test_code_in_one_language_is_that_languages_trade(lexicon):
                                 "row_number column is not projected",
                       context_refs=["src/optimizer/topn_window_elimination.cpp"]), lexicon)
     assert ex.domains[0] == "systems"
-    assert [e.match for e in ex.evidence if e.kind == "source_language"] == [".cpp code, in data's words"]
+    assert [e.match for e in ex.evidence if e.kind == "source_language"] == [".cpp files, in data's words"]
     # a command-line tool's Python is Python's, whatever shell words it has
     assert domains("Our command-line tool prints a confusing stack trace when the config file is "
                    "missing; show a friendly message", lexicon, ["tool/main.py"])[0] == "python"
@@ -210,6 +210,9 @@ def test_code_in_one_language_is_that_languages_trade(lexicon):
     # documentation is written for code in any language
     assert domains("Document the public functions with Doxygen comments", lexicon,
                    ["include/engine.h"])[0] == "docs"
+    # a CI workflow that installs Python packages is the pipeline's
+    assert domains("Add cache: 'pip' to setup-python so installs reuse a cache keyed on "
+                   "requirements.txt", lexicon, [".github/workflows/ci.yml"])[0] == "devops"
     # a file of the words' own trade beside the code: the words decide
     assert domains("The optimizer collapses duplicate rows from a join when the row_number column "
                    "is not projected", lexicon, ["src/topn.cpp", "queries/topn.sql"])[0] == "data"
@@ -774,11 +777,11 @@ def test_lexicon_file_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="'documentation' is not in any"):
         Lexicon.load(orphan)
     writes = tmp_path / "writes.toml"
-    writes.write_text('[settings]\nsource_extensions = [".py"]\nwrites = { rust = [".rs"] }\n')
+    writes.write_text('[settings]\nsource_files = [".py"]\nwrites = { rust = [".rs"] }\n')
     with pytest.raises(ValueError, match="settings.writes: unknown domain 'rust'"):
         Lexicon.load(writes)
-    writes.write_text('[settings]\nsource_extensions = [".py"]\nwrites = { data = [".rs"] }\n')
-    with pytest.raises(ValueError, match=r"settings.writes.data: \.rs not in settings.source_extensions"):
+    writes.write_text('[settings]\nsource_files = [".py"]\nwrites = { data = [".rs"] }\n')
+    with pytest.raises(ValueError, match=r"settings.writes.data: \.rs not in settings.source_files"):
         Lexicon.load(writes)
 
 
