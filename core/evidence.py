@@ -1434,8 +1434,8 @@ def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, f
     for item in evidence:
         if item.kind != "file" or item.weight <= 0:
             continue
-        if item.domain == top or owner not in (None, item.domain):
-            return ranked  # a file of the leading trade's own, or files of several trades
+        if item.domain == top or item.domain not in scores or owner not in (None, item.domain):
+            return ranked  # the leading trade's own file, files of several trades, or unserved code
         owner = item.domain
         kind = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.cpp (.cpp)"
         if kind in lexicon.source_files:

@@ -649,7 +649,14 @@ def test_tier3_never_routes_a_language_no_specialist_serves(lexicon):
                  "Complete the function:\n\nfunc LongestWord(s string) int {"):
         decision = router.route(Task(objective=text))
         assert decision.specialist is None and decision.fallback_reason == UNSERVED_LANGUAGE, text
+    # ... nor a task whose only file is in such a language and whose words name no trade
+    decision = router.route(Task(objective="Fix the nil map panic in the handler.",
+                                 context_refs=["server/handler.go"]))
+    assert decision.specialist is None and decision.fallback_reason == UNSERVED_LANGUAGE
     assert embedder.calls == 0
+    # the words' trade still takes unserved code it knows: Spark in Scala
+    assert router.route(Task(objective="Repartition the skewed Spark join before the write",
+                             context_refs=["jobs/src/main/scala/Downsampler.scala"])).specialist == "data-lora"
     # code in an unserved language outweighs the words describing it; Swift imports like Python
     swift = ("import Foundation\n/// Return how many integers below n are divisible by 11 or 13.\n"
              "func fizz_buzz(n: Int) -> Int {\n")
