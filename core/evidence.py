@@ -1449,6 +1449,32 @@ def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, f
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[str, float],
+                                evidence: list[Evidence], lexicon: Lexicon
+                                ) -> list[tuple[str, float]]:
+    """Algorithms and documentation are written for code in any language: when such a trade leads
+    on its subject's words but the task asks for code (its deliverable is a function, a program, a
+    script), it has no file of its own there, and another trade's own words make a case (the evidence a domain needs to be chosen),
+    the code is that trade's and the subject says what it computes: "Write a C function that
+    computes the GCD with the Euclidean algorithm" is C work, however many math words it has."""
+    top = ranked[0][0]
+    if lexicon.writes.get(top, ()) is not None or not any(
+            item.kind == "deliverable" and item.weight < 0 for item in evidence) or any(
+            item.domain == top and item.tier == 2 and item.weight > 0 for item in evidence):
+        return ranked  # (a README to rewrite is the document's work, whatever the CLI it shows)
+    words: dict[str, float] = {}
+    for item in evidence:
+        if item.kind == "keyword" and item.domain != top and item.domain in scores:
+            words[item.domain] = words.get(item.domain, 0.0) + item.weight
+    owner = max(words, key=words.__getitem__, default=None)
+    if owner is None or words[owner] < lexicon.min_score:
+        return ranked
+    weight = scores[top]
+    scores[owner] += weight
+    evidence.append(Evidence(1, owner, "code_language", f"code asked for, in {top}'s words", weight))
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def decide(evidence: list[Evidence], lexicon: Lexicon,
            similarities: dict[str, float] | None = None) -> Extraction:
     scores: dict[str, float] = {}
@@ -1471,6 +1497,7 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     if len(ranked) > 1:
         ranked = _words_decide_shared_language(ranked, scores, evidence, lexicon)
         ranked = _language_decides_trade(ranked, scores, evidence, lexicon)
+        ranked = _code_asked_in_trades_words(ranked, scores, evidence, lexicon)
     extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
                             unserved_score=unserved_score, evidence=evidence,
                             similarities=similarities)

@@ -218,6 +218,24 @@ def test_code_in_one_language_is_that_languages_trade(lexicon):
                    "is not projected", lexicon, ["src/topn.cpp", "queries/topn.sql"])[0] == "data"
 
 
+def test_code_asked_for_in_a_language_is_that_languages_trade(lexicon):
+    # the math words say what the function computes; the function is C
+    ex = extract(Task(objective="Write a C function that computes the GCD with the Euclidean "
+                                "algorithm"), lexicon)
+    assert ex.scores["math"] > lexicon.min_score  # the subject alone would lead
+    assert ex.domains[0] == "systems"
+    assert [e.match for e in ex.evidence if e.kind == "code_language"] == [
+        "code asked for, in math's words"]
+    # no code asked for: the math is the task
+    assert domains("Prove that the Euclidean algorithm computes the GCD in C", lexicon)[0] == "math"
+    # code asked for in no language: nobody's trade (the base model), not math's
+    assert domains("Write a function that solves the 0/1 knapsack problem with dynamic "
+                   "programming", lexicon) == []
+    # a document of the leading trade's own, in the refs: the document is the work
+    assert domains("Our README's quick start still uses `docker run` flags that no longer exist. "
+                   "Rewrite it against the current CLI.", lexicon, ["README.md"])[0] == "docs"
+
+
 def test_words_in_a_context_refs_name_count_at_a_fraction(lexicon):
     ex = extract(Task(objective="Swap the arguments of the merge in section 3.5",
                       context_refs=["book/03_pandas.py"]), lexicon)
