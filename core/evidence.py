@@ -453,6 +453,7 @@ _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b"
 # "the orders table": a table named by a plural noun is a database's ("times table" is not)
 _NAMED_TABLE = re.compile(rb"s(?<=[a-z]s) tables?\b")  # literal first: see _SINGLE_QUOTED
 _NOT_TABLE_NAMES = frozenset(b"times its this has was is as us yes plus".split())
+_HOOK_NAME = re.compile(r"use(?<!\wuse)[A-Z][a-z]")  # literal first: see _SINGLE_QUOTED
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*-?[0-9a-z(]")
 # |x - 3|: the absolute value of a linear term, matched at each "|"
 _ABSOLUTE_VALUE = re.compile(r"\|\s*-?\d*[a-z]\s*[-+]\s*\d+(\.\d+)?\s*\|")
@@ -601,6 +602,7 @@ class Lexicon:
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_column_weight = float(settings.get("named_column_weight", 2.0))
         self.css_length_weight = float(settings.get("css_length_weight", 2.0))
+        self.hook_name_weight = float(settings.get("hook_name_weight", 2.5))
         self.named_table_weight = float(settings.get("named_table_weight", 1.5))
         self.documents_only_weight = float(settings.get("documents_only_weight", 9.0))
         self.file_word_factor = float(settings.get("file_word_factor", 0.5))
@@ -1092,6 +1094,11 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     # Tier 1: a CSS length is a page's ("narrower than 600px", "padding: 1.5rem").
     if _CSS_LENGTH in flags:
         evidence.append(Evidence(1, "web", "keyword", "a CSS length", lexicon.css_length_weight))
+
+    # Tier 1: a React hook or Vue composable named by the convention (useStableSocket, useCart):
+    # the scan sees one lowercased token, the convention is in its case.
+    if b"use" in lower and _HOOK_NAME.search(text):
+        evidence.append(Evidence(1, "web", "notation", "a hook's name", lexicon.hook_name_weight))
 
     # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
     if ((b"'" in lower or b'"' in lower) and _names_a_column(lower)) or (

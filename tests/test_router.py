@@ -236,6 +236,18 @@ def test_code_asked_for_in_a_language_is_that_languages_trade(lexicon):
                    "Rewrite it against the current CLI.", lexicon, ["README.md"])[0] == "docs"
 
 
+
+def test_a_hooks_name_is_a_pages(lexicon):
+    # a custom hook is one lowercased token to the scan; its convention is in its case
+    ex = extract(Task(objective="Strict Mode's remount makes useStableSocket create a new socket "
+                                "instead of reconnecting the one it closed."), lexicon)
+    assert ex.domains == ["web"]
+    assert [e.match for e in ex.evidence if e.domain == "web"] == ["a hook's name"]
+    # "use" in words, or inside a longer identifier, is none
+    for text in ("Use Docker to run the socket server", "Set reuseAddr on the socket",
+                 "Tell me which sockets to use"):
+        assert "a hook's name" not in [e.match for e in extract(Task(objective=text), lexicon).evidence]
+
 def test_words_in_a_context_refs_name_count_at_a_fraction(lexicon):
     ex = extract(Task(objective="Swap the arguments of the merge in section 3.5",
                       context_refs=["book/03_pandas.py"]), lexicon)
