@@ -118,9 +118,12 @@ def _quoted(lower: bytes) -> list[bytes]:
     return [match.group(0)[1:-1] for match in sorted(matches, key=lambda match: match.start())]
 
 
-def _count_numbers(separated: bytes, number_words: int) -> int:
-    """Tokens that start with a digit plus the number words the scan found."""
-    return number_words + separated.translate(_DIGITS_AS_ZERO).count(b" 0")
+def _count_numbers(lower: bytes, separated: bytes, number_words: int) -> int:
+    """Tokens that start with a digit plus the number words the scan found; a number written
+    with a thousands separator ("167,936 bytes") is one number, though separating splits it.
+    (A decimal stays two: "0.999..." and "99.9%" make the labelled word problems they are.)"""
+    return (number_words + separated.translate(_DIGITS_AS_ZERO).count(b" 0")
+            - lower.translate(_DIGITS_AS_ZERO).count(b"0,000"))
 
 
 # A construct is looked for at the first places its literal occurs, not at every one: a 2 KB
@@ -1078,12 +1081,12 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         imperative = any(verb in flags and _found_at(lower, verb, pattern)
                          for verb, pattern in _IMPERATIVE.items())
         question = text.rstrip().endswith("?")
-        numbers = _count_numbers(separated, number_words) if quantity or imperative or question else 0
+        numbers = _count_numbers(lower, separated, number_words) if quantity or imperative or question else 0
         if numbers >= 2 and (b"'" in lower or b'"' in lower):
             # a quoted literal is a value, not a quantity ("a column of strings like '2023-01-05'")
             unquoted = _unquoted(lower)
             if unquoted != lower:
-                numbers = _count_numbers(_separated(unquoted), number_words)
+                numbers = _count_numbers(unquoted, _separated(unquoted), number_words)
         if numbers >= 3:
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_strong_weight))

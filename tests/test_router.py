@@ -343,6 +343,11 @@ def test_word_problem_is_math(lexicon):
     assert "math" not in extract(Task(objective=log), lexicon).scores
     # a quantity question about code is not a word problem
     assert domains("How many threads does the C++ pool start for 4 cores?", lexicon) == ["systems"]
+    # a thousands separator makes no second number: two sizes and a question are no word problem
+    sram = ("My attention backward kernel needs 167,936 bytes of SRAM but the hardware allows "
+            "166,912; how do I cut its shared-memory use?")
+    assert "word_problem" not in [e.kind for e in extract(Task(objective=sram), lexicon).evidence]
+    assert domains(sram, lexicon) == ["cuda"]
 
 
 def test_a_source_file_makes_a_task_technical(lexicon):
