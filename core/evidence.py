@@ -1485,6 +1485,30 @@ def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[st
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _deliverable_outweighs_subject(ranked: list[tuple[str, float]], scores: dict[str, float],
+                                   evidence: list[Evidence]) -> list[tuple[str, float]]:
+    """A document asked for by the opening verb is the deliverable whatever it is about: "Add
+    comments to the GPU kernel explaining the tiling scheme" is documentation, however many
+    CUDA words explain what the comments are about. Its weight alone was tuned to outweigh a
+    subject's words; as the lexicon grows a subject says more, so the deliverable's trade is
+    lifted just above the strongest other trade instead (431 labelled tasks with such a
+    deliverable: 429 are the deliverable's trade)."""
+    trade = None
+    for item in evidence:
+        if item.kind == "deliverable" and item.weight > 0 and item.domain in scores:
+            trade = item.domain
+            break
+    if trade is None or ranked[0][0] == trade:
+        return ranked
+    lift = ranked[0][1] - scores[trade] + _DELIVERABLE_LEAD
+    scores[trade] += lift
+    evidence.append(Evidence(1, trade, "deliverable", "the deliverable, above its subject", lift))
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+_DELIVERABLE_LEAD = 0.5
+
+
 def decide(evidence: list[Evidence], lexicon: Lexicon,
            similarities: dict[str, float] | None = None) -> Extraction:
     scores: dict[str, float] = {}
@@ -1508,6 +1532,7 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
         ranked = _words_decide_shared_language(ranked, scores, evidence, lexicon)
         ranked = _language_decides_trade(ranked, scores, evidence, lexicon)
         ranked = _code_asked_in_trades_words(ranked, scores, evidence, lexicon)
+        ranked = _deliverable_outweighs_subject(ranked, scores, evidence)
     extraction = Extraction(scores={d: round(s, 3) for d, s in ranked}, null_score=null_score,
                             unserved_score=unserved_score, evidence=evidence,
                             similarities=similarities)

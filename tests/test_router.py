@@ -127,6 +127,13 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     # a part of a document named with the document is that document
     assert domains("Add a troubleshooting entry for 'CUDA out of memory' during training.", lexicon,
                    ["docs/troubleshooting.md"]) == ["docs"]
+    # however many words the subject has: the deliverable is lifted just above its subject
+    ex = extract(Task(objective="Add comments to the GPU kernel explaining the tiling scheme and "
+                                "why the shared memory is padded.",
+                      context_refs=["kernels/matmul.cu"]), lexicon)
+    lifted = [e for e in ex.evidence if e.match == "the deliverable, above its subject"]
+    assert ex.domains[0] == "docs" and len(lifted) == 1 and lifted[0].weight > 0
+    assert ex.scores["docs"] == pytest.approx(ex.scores["cuda"] + 0.5)
 
 
 def test_a_task_that_touches_only_documents_delivers_a_document(lexicon):
