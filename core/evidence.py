@@ -255,6 +255,7 @@ _GLOB_ARGUMENT = re.compile(rb"[\w.-]*\*[\w.*?\[\]-]*")
 # ... and the kinds of file it looks for in a place: "list all CSS files under the current
 # directory", "all C, C++, Header, JavaScript files in the folder /opt/src" (but "Remove unused
 # imports from all Python files" is Python's).
+_NAMED_FILE_ARGUMENT = re.compile(rb"[\w-]+\.(?<=\w\.)[a-z][a-z0-9]{0,4}\b")
 _KIND = re.compile(rb"[\w+#/.-]+")
 
 
@@ -1178,7 +1179,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         if b"/" in lower:  # "show which package owns /usr/bin/python3"
             arguments = _ABSOLUTE_PATH_ARGUMENT.sub(b" ", arguments)
         if verb in _LISTING_VERBS and b" file" in lower and _SEARCHED_PLACE.search(lower):
-            arguments = _without_file_kinds(arguments)
+            # the kinds and the names of the files looked for are what is searched, not a trade:
+            # "Find all php files whose name is tecmint.php in the current directory"
+            arguments = _NAMED_FILE_ARGUMENT.sub(b" ", _without_file_kinds(arguments))
         if arguments != lower:
             evidence = _keywords_also_in(arguments, evidence, done, lexicon)
             text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()

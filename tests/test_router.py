@@ -403,7 +403,9 @@ def test_shell_one_liner_is_devops(lexicon):
                  "Print every 16 bytes of standard input in groups of two followed by a space",
                  'Rename "svnlog.py" to "svnlog"',
                  'Print file type of the executable file of command "python"',
-                 'Replace all instances of "foo" with "bar" in "index.html"'):
+                 'Replace all instances of "foo" with "bar" in "index.html"',
+                 # the kinds and names of the files a search looks for are its arguments
+                 "Find all php files whose name is tecmint.php in a current working directory"):
         assert domains(text, lexicon) == ["devops"], text
     # a verb nl2bash opens with, a command's own name, a file no trade owns
     for text in ("Determine the user associated with stdin", "ssh into the build box as deploy",
