@@ -1385,6 +1385,26 @@ def sharing_domains(extraction: Extraction, lexicon: Lexicon) -> tuple[str, ...]
                                   ("file", "text_file"))[0]
 
 
+def _ranked(scores: dict[str, float]) -> list[tuple[str, float]]:
+    """Domains best first; equal scores in name order."""
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _file_kind(item: Evidence) -> str:
+    """The extension, name or folder a tier-2 file evidence matched, as tier 2 writes it:
+    "a/b.py (.py)" -> ".py"."""
+    return item.match.rsplit(" (", 1)[-1].rstrip(")")
+
+
+def _hand_lead(scores: dict[str, float], evidence: list[Evidence], top: str, owner: str,
+               tier: int, kind: str, match: str) -> list[tuple[str, float]]:
+    """``owner`` gains the leading trade's whole score, with evidence of ``kind`` saying why."""
+    weight = scores[top]
+    scores[owner] += weight
+    evidence.append(Evidence(tier, owner, kind, match, weight))
+    return _ranked(scores)
+
+
 def _shared_language_files(evidence: list[Evidence], top: str, lexicon: Lexicon,
                            kinds: tuple[str, ...]) -> tuple[tuple[str, ...], float]:
     """When all of ``top``'s evidence is files of ``kinds`` whose extension other domains write
@@ -1396,7 +1416,7 @@ def _shared_language_files(evidence: list[Evidence], top: str, lexicon: Lexicon,
             continue
         if item.kind not in kinds:
             return (), 0.0
-        extension = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.py (.py)"
+        extension = _file_kind(item)
         if extension not in lexicon.shared_extensions:
             return (), 0.0
         sharers = lexicon.shared_extensions[extension]
@@ -1425,7 +1445,7 @@ def _words_decide_shared_language(ranked: list[tuple[str, float]], scores: dict[
         return ranked
     scores[best] += shared
     evidence.append(Evidence(2, best, "shared_language", f"the {top} files, in {best}'s words", shared))
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _ranked(scores)
 
 
 def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, float],
@@ -1450,16 +1470,13 @@ def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, f
         if item.domain == top or item.domain not in scores or owner not in (None, item.domain):
             return ranked  # the leading trade's own file, files of several trades, or unserved code
         owner = item.domain
-        kind = item.match.rsplit(" (", 1)[-1].rstrip(")")  # as tier 2 writes it: "a/b.cpp (.cpp)"
+        kind = _file_kind(item)
         if kind in lexicon.source_files:
             kinds.add(kind)
     if owner is None or not kinds or kinds & writes:
         return ranked
-    weight = scores[top]
-    scores[owner] += weight
-    evidence.append(Evidence(2, owner, "source_language",
-                             f"{', '.join(sorted(kinds))} files, in {top}'s words", weight))
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _hand_lead(scores, evidence, top, owner, 2, "source_language",
+                      f"{', '.join(sorted(kinds))} files, in {top}'s words")
 
 
 def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[str, float],
@@ -1467,8 +1484,9 @@ def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[st
                                 ) -> list[tuple[str, float]]:
     """Algorithms and documentation are written for code in any language: when such a trade leads
     on its subject's words but the task asks for code (its deliverable is a function, a program, a
-    script), it has no file of its own there, and another trade's own words make a case (the evidence a domain needs to be chosen),
-    the code is that trade's and the subject says what it computes: "Write a C function that
+    script), it has no file of its own there, and another trade's own words make a case (the
+    evidence a domain needs to be chosen), the code is that trade's and the subject says what it
+    computes: "Write a C function that
     computes the GCD with the Euclidean algorithm" is C work, however many math words it has."""
     top = ranked[0][0]
     if lexicon.writes.get(top, ()) is not None or not any(
@@ -1482,10 +1500,8 @@ def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[st
     owner = max(words, key=words.__getitem__, default=None)
     if owner is None or words[owner] < lexicon.min_score:
         return ranked
-    weight = scores[top]
-    scores[owner] += weight
-    evidence.append(Evidence(1, owner, "code_language", f"code asked for, in {top}'s words", weight))
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _hand_lead(scores, evidence, top, owner, 1, "code_language",
+                      f"code asked for, in {top}'s words")
 
 
 def _deliverable_outweighs_subject(ranked: list[tuple[str, float]], scores: dict[str, float],
@@ -1506,7 +1522,7 @@ def _deliverable_outweighs_subject(ranked: list[tuple[str, float]], scores: dict
     lift = ranked[0][1] - scores[trade] + _DELIVERABLE_LEAD
     scores[trade] += lift
     evidence.append(Evidence(1, trade, "deliverable", "the deliverable, above its subject", lift))
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _ranked(scores)
 
 
 _DELIVERABLE_LEAD = 0.5
@@ -1530,7 +1546,7 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
         scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
         tier_of[item.domain] = max(tier_of.get(item.domain, 0), item.tier)
         has_source_file = has_source_file or item.kind == "file"
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    ranked = _ranked(scores)
     if len(ranked) > 1:
         ranked = _words_decide_shared_language(ranked, scores, evidence, lexicon)
         ranked = _language_decides_trade(ranked, scores, evidence, lexicon)
