@@ -757,7 +757,7 @@ class Lexicon:
             if _TOKEN.findall(keyword[:-1]) != [keyword[:-1]]:
                 raise ValueError(f"{keyword!r}: a trailing '*' goes with a single word")
             payload = self._needle(" " + keyword[:-1], keyword)
-            payload[1].append((domain, weight))
+            _set_weight(payload[1], domain, weight)
             payload[2] = True
             return
         tokens = _TOKEN.findall(keyword)
@@ -768,14 +768,14 @@ class Lexicon:
         label = " ".join(tokens)
         for gaps in itertools.product((" ", "  "), repeat=len(tokens) - 1):
             needle = " " + "".join(t + g for t, g in zip(tokens, gaps)) + tokens[-1] + " "
-            self._needle(needle, label)[1].append((domain, weight))
+            _set_weight(self._needle(needle, label)[1], domain, weight)
 
     @classmethod
     def load(cls, path: Path | None = None,
              extra: Iterable[tuple[str, str, float]] = ()) -> Lexicon:
         """The keyword file (default: the packaged one), plus ``extra`` (domain, keyword, weight)
         entries such as the ones operators added in the registry; an extra entry replaces the
-        file's weight for the same keyword of the same domain."""
+        file's weight for the same keyword of the same domain, however it is spelt."""
         path = Path(path or LEXICON_FILE)
         try:
             with open(path, "rb") as handle:
@@ -795,6 +795,17 @@ class Lexicon:
         ``extra`` ones, to try a keyword before adding it)."""
         taught = [(k.domain, k.keyword, k.weight) for k in registry.router_keywords()]
         return cls.load(path, extra=[*taught, *extra])
+
+
+def _set_weight(hits: list[tuple[str, float]], domain: str, weight: float) -> None:
+    """A phrase weighs once per domain however it is spelt ("hidden-import", "hidden import"):
+    a later spelling replaces the earlier one's weight, as an operator's keyword replaces the
+    file's."""
+    for i, (known, _) in enumerate(hits):
+        if known == domain:
+            hits[i] = (domain, weight)
+            return
+    hits.append((domain, weight))
 
 
 def check_keyword(domain: str, keyword: str, weight: float) -> str:

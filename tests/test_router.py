@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from core.evidence import Lexicon, Task, extract
+from core.evidence import LEXICON_FILE, Lexicon, Task, extract, looks_technical, tokens
 from core.router import (
     NO_ACTIVE_ADAPTER,
     NO_DOMAIN_MATCH,
@@ -580,6 +581,20 @@ def test_lexicon_rejects_unknown_domain(tmp_path):
         Lexicon.load(bad)
 
 
+def test_a_phrase_weighs_once_per_domain_however_it_is_spelt(tmp_path):
+    lex = tmp_path / "lex.toml"
+    lex.write_text('[python.keywords]\n"hidden import" = 3\nhidden-import = 4\n')
+    evidence = extract(Task(objective="the hidden import is missing"), Lexicon.load(lex)).evidence
+    assert [(e.domain, e.weight) for e in evidence] == [("python", 4.0)]  # the later spelling
+    # the packaged file says each phrase once per domain, so what it lists is what counts
+    data = tomllib.loads(LEXICON_FILE.read_text())
+    for domain, tables in data.items():
+        phrases = [" ".join(tokens(k.lower())) + ("*" if k.endswith("*") else "")
+                   for k in tables.get("keywords", {}) if not k.startswith("^")]
+        assert len(phrases) == len(set(phrases)), (domain, sorted(
+            p for p in set(phrases) if phrases.count(p) > 1))
+
+
 def misses(path, router):
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     per, missed = {}, set()
@@ -748,7 +763,6 @@ def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
 
 
 def test_looks_technical():
-    from core.evidence import looks_technical
     for text in ("snake_case_name is undefined", "call obj.method() twice", "std::vector grows",
                  "the `build` step", "isReady flips", "It crashes on start", "Timeout after 30 s",
                  "a deadlock in the pool", "ERROR: disk full"):
