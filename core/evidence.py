@@ -1509,8 +1509,8 @@ def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[st
     on its subject's words but the task asks for code (its deliverable is a function, a program, a
     script), it has no file of its own there, and another trade's own words make a case (the
     evidence a domain needs to be chosen), the code is that trade's and the subject says what it
-    computes: "Write a C function that
-    computes the GCD with the Euclidean algorithm" is C work, however many math words it has."""
+    computes: "Write a C function that computes the GCD with the Euclidean algorithm" is C work,
+    however many math words it has."""
     top = ranked[0][0]
     if lexicon.writes.get(top, ()) is not None or not any(
             item.kind == "deliverable" and item.weight < 0 for item in evidence) or any(
@@ -1525,6 +1525,9 @@ def _code_asked_in_trades_words(ranked: list[tuple[str, float]], scores: dict[st
         return ranked
     return _hand_lead(scores, evidence, top, owner, 1, "code_language",
                       f"code asked for, in {top}'s words")
+
+
+_DELIVERABLE_LEAD = 0.5  # how far above its subject's trade a requested document is lifted
 
 
 def _deliverable_outweighs_subject(ranked: list[tuple[str, float]], scores: dict[str, float],
@@ -1547,8 +1550,6 @@ def _deliverable_outweighs_subject(ranked: list[tuple[str, float]], scores: dict
     evidence.append(Evidence(1, trade, "deliverable", "the deliverable, above its subject", lift))
     return _ranked(scores)
 
-
-_DELIVERABLE_LEAD = 0.5
 
 
 def decide(evidence: list[Evidence], lexicon: Lexicon,
