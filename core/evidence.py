@@ -177,6 +177,8 @@ _QUESTION_LEADS = (b"how do i ", b"how can i ", b"how to ", b"how would i ", b"h
                    b"is there a one-liner to ", b"is there a one liner to ",
                    b"is there a command to ", b"give me the command to ",
                    b"give me a one-liner to ", b"show me how to ")
+_HOW_TO_ASKS = (b"how do i ", b"how can i ", b"how should i ", b"how do we ", b"how can we ",
+                b"how should we ")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
 _COMMAND_ASKS = (b"which command ", b"what command ", b"which shell command ")
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").
@@ -311,7 +313,10 @@ _ABOUT_ITS_OUTPUT = re.compile(rb"\b(?:fix|explain|why|debug|diagnose|warnings|f
 # Someone an everyday ask is for, and a short clause saying what they do (see _without_persons).
 _PERSONS = (*b"someone somebody anyone".split(),
             *(b"a " + word for word in b"""person friend coworker co-worker colleague startup company
-            firm""".split()),
+            firm developer programmer coder designer student gamer sysadmin""".split()),
+            # an ask for someone named by their trade: "a desk for a developer who codes in Rust"
+            b"an engineer", b"a software engineer", b"a data scientist", b"developers",
+            b"programmers", b"engineers",
             *(b"my " + word for word in b"""friend brother sister mom mother dad father wife husband
             partner son daughter boss cousin uncle aunt grandma grandpa grandmother grandfather
             parents girlfriend boyfriend roommate neighbour neighbor niece nephew""".split()))
@@ -533,7 +538,8 @@ _PERSON_WORD = "person"
 _PERSON_WORDS = """someone somebody anyone person friend coworker worker colleague startup company
     firm brother sister mom mother dad father wife husband partner son daughter boss cousin uncle
     aunt grandma grandpa grandmother grandfather parents girlfriend boyfriend roommate neighbour
-    neighbor niece nephew""".split()
+    neighbor niece nephew developer developers programmer programmers coder designer student gamer
+    sysadmin engineer engineers scientist""".split()
 _FLAG_TOKENS: list[tuple[str, Any]] = (
     [(token, i) for i, (_, _, token, _) in enumerate(_CODE_SHAPES) if token]
     + [(token, "file_object") for token in _FILE_OBJECTS]
@@ -1092,7 +1098,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                        for needle, pattern in _QUANTITY_QUESTION.items())
         imperative = any(verb in flags and _found_at(lower, verb, pattern)
                          for verb, pattern in _IMPERATIVE.items())
-        question = text.rstrip().endswith("?")
+        # "How do I train for a 10K in eight weeks if I can run 3K now?" asks for a method: a
+        # how-to question is a word problem only when it also asks for a quantity.
+        question = text.rstrip().endswith("?") and (quantity or not lower.startswith(_HOW_TO_ASKS))
         numbers = _count_numbers(lower, separated, number_words) if quantity or imperative or question else 0
         if numbers >= 2 and (b"'" in lower or b'"' in lower):
             # a quoted literal is a value, not a quantity ("a column of strings like '2023-01-05'")

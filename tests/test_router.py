@@ -358,6 +358,17 @@ def test_word_problem_is_math(lexicon):
     assert domains(sram, lexicon) == ["cuda"]
 
 
+def test_a_how_to_question_with_numbers_asks_for_a_method(lexicon):
+    for ask in ("How do I train for a 10K in eight weeks if I can run 3K now?",
+                "How should I pace a 5K if my best is 28 minutes and I want 25?",
+                "How do I cook 2 kg of rice for 15 people in 3 pots?"):
+        assert domains(ask, lexicon) == [], ask
+    # ... unless it also asks for a quantity, or its words are math's
+    assert domains("If I run 3 miles a day for 2 weeks and 5 miles on Sundays, how far do I run "
+                   "in total?", lexicon) == ["math"]
+    assert domains("How do I find the area of a triangle with sides 5, 6 and 7?", lexicon) == ["math"]
+
+
 def test_a_source_file_makes_a_task_technical(lexicon):
     text = "Add keyboard shortcuts (j/k to move) to the inbox list."
     assert extract(Task(objective=text), lexicon).domains == []
@@ -459,6 +470,11 @@ def test_the_trade_of_the_person_an_ask_is_for_is_not_the_tasks(lexicon):
     assert domains("Help my friend who is stuck on a CUDA out-of-memory error fix his kernel launch.",
                    lexicon) == ["cuda"]
     assert domains("Write a README for a colleague who maintains the Helm charts.", lexicon) == ["docs"]
+    # the person may be named by their trade
+    assert domains("What's a good standing desk for a developer who codes in Rust and Go eight "
+                   "hours a day?", lexicon) == []
+    assert domains("Write a getting-started page for developers who are new to Kubernetes.",
+                   lexicon) == ["docs"]
 
 
 def test_no_signal_falls_back_with_reason(seed_router):
