@@ -1,14 +1,15 @@
 """Tier 3: how often it is right on tasks it was not trained on, what it adds to tiers 1-2, and
 how close the int8 ONNX model stays to the fp32 sentence model it was built from.
 
-Tier 3's domain prototypes are trained on the domain examples and the holdout
-(core/data/router_holdout.jsonl). So:
-- the holdout is scored leave-one-batch-out: each batch's tasks are scored by prototypes trained
-  without that batch (batches were written one at a time, so a batch is the honest unit);
-- the dev set (shared/data/routing_dev.jsonl) is scored by the shipped prototypes, which never
+Tier 3's two models (the sentence model's domain prototypes and the lexical model) are trained
+on the domain examples and the holdout (core/data/router_holdout.jsonl). So:
+- the holdout is scored leave-one-batch-out: each batch's tasks are scored by models trained
+  without that batch (batches were written one at a time, so a batch is the honest unit), or,
+  with --folds N, in N folds of whole batches (minutes instead of most of an hour);
+- the dev set (shared/data/routing_dev.jsonl) is scored by the shipped models, which never
   saw it.
 
-Run: .venv/bin/python bench/eval_tier3.py [--no-fp32]
+Run: .venv/bin/python bench/eval_tier3.py [--folds N] [--no-fp32]
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.embeddings import (EXAMPLES_FILE, LABELLED_FILE, MAX_TOKENS, DomainEmbedder,  # noqa: E402
-                             _packaged_model, _softmax, train_prototypes, training_examples)
+                             _packaged_model, _softmax, _tf_idf, train_prototypes,
+                             train_word_model, training_examples, word_counts)
 from core.evidence import Task  # noqa: E402
 from core.router import Router, RoutingTable, domain_of  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 VERBOSE = False
+THRESHOLD = None  # the router's default
+BASE_MOVED = "base model's task sent to a specialist"
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -50,7 +54,8 @@ class Fixed:
 def pipeline(rows: list[dict], embedder) -> tuple[int, int, Counter]:
     """Right answers with tiers 1+2 and with tiers 1+2+3; how tier 3 changed decisions."""
     table = RoutingTable.seed()
-    plain, full = Router(table), Router(table, embedder=embedder)
+    plain = Router(table)
+    full = Router(table, embedder=embedder, **({"embedding_threshold": THRESHOLD} if THRESHOLD else {}))
     right12 = right123 = 0
     changes: Counter = Counter()
     for row in rows:
@@ -61,6 +66,8 @@ def pipeline(rows: list[dict], embedder) -> tuple[int, int, Counter]:
         right123 += got123 == want
         if got12 != got123:
             changes["fixed" if got123 == want else "broke" if got12 == want else "other"] += 1
+            if want is None and got12 is None:
+                changes[BASE_MOVED] += 1
             if VERBOSE:
                 print(f"    {want} -> tiers 1+2 {got12}, 1+2+3 {got123}: {row['objective'][:90]!r}")
     return right12, right123, changes
@@ -70,9 +77,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-fp32", action="store_true", help="Skip the int8-vs-fp32 comparison.")
     parser.add_argument("--changes", action="store_true", help="Print every decision tier 3 changes.")
+    parser.add_argument("--only", choices=["sentence", "lexical"],
+                        help="Route the holdout with one of the two models alone.")
+    parser.add_argument("--threshold", type=float, help="Tier 3's threshold (default: the router's).")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="Score the holdout in this many folds of whole batches instead of "
+                             "leaving one batch out at a time.")
     args = parser.parse_args()
-    global VERBOSE
-    VERBOSE = args.changes
+    global VERBOSE, THRESHOLD
+    VERBOSE, THRESHOLD = args.changes, args.threshold
     import numpy as np
 
     examples = tomllib.loads(EXAMPLES_FILE.read_text())
@@ -81,35 +94,55 @@ def main() -> int:
     int8 = DomainEmbedder.load()
     base_x = int8.embed([text for text, _ in base_pairs])
     hold_x = int8.embed([row["objective"] for row in holdout])
+    from scipy.sparse import vstack
+
+    base_c = word_counts([text for text, _ in base_pairs], int8.vectorisers)
+    hold_c = word_counts([row["objective"] for row in holdout], int8.vectorisers)
     labels = np.array([row["expected"] or "null" for row in holdout])
     batches = np.array([row["id"].rsplit("-", 1)[0] for row in holdout])
+    order = list(dict.fromkeys(batches))
+    if args.folds:
+        fold_of = {batch: k % args.folds for k, batch in enumerate(order)}
+        groups = [np.array([fold_of[b] == k for b in batches]) for k in range(args.folds)]
+        how = f"in {args.folds} folds of whole batches"
+    else:
+        groups = [batches == batch for batch in order]
+        how = "leave-one-batch-out"
 
-    # Leave one batch out.
     probabilities: dict[str, dict[str, float]] = {}
-    alone = 0
-    for batch in dict.fromkeys(batches):
-        test = batches == batch
-        classes, weights, biases = train_prototypes(
-            np.vstack([base_x, hold_x[~test]]),
-            [label for _, label in base_pairs] + list(labels[~test]))
-        p = _softmax(hold_x[test] @ weights + biases)
-        alone += int((np.array(classes)[p.argmax(axis=1)] == labels[test]).sum())
-        for row, probs in zip((r for r, t in zip(holdout, test) if t), p):
+    alone = {"sentence": 0, "lexical": 0, "both": 0}
+    for test in groups:
+        train_labels = [label for _, label in base_pairs] + list(labels[~test])
+        classes, weights, biases = train_prototypes(np.vstack([base_x, hold_x[~test]]),
+                                                    train_labels)
+        _, idf, word_weights, word_biases = train_word_model(
+            vstack([base_c, hold_c[~test]]).tocsr(), train_labels)
+        sentence = _softmax(hold_x[test] @ weights + biases)
+        lexical = _softmax(_tf_idf(hold_c[test], idf) @ word_weights.T + word_biases)
+        both = sentence * lexical
+        both /= both.sum(axis=1, keepdims=True)
+        for name, p in (("sentence", sentence), ("lexical", lexical), ("both", both)):
+            alone[name] += int((np.array(classes)[p.argmax(axis=1)] == labels[test]).sum())
+        routed = {"sentence": sentence, "lexical": lexical}.get(args.only, both)
+        for row, probs in zip((r for r, t in zip(holdout, test) if t), routed):
             probabilities[row["objective"]] = dict(zip(classes, map(float, probs)))
-    print(f"holdout, {len(holdout)} tasks in {len(set(batches))} batches, leave-one-batch-out:")
-    print(f"  tier 3 alone (likeliest domain): {alone}/{len(holdout)} = {alone / len(holdout):.1%}")
+    print(f"holdout, {len(holdout)} tasks in {len(order)} batches, {how}"
+          + (f", routed with the {args.only} model alone" if args.only else "") + ":")
+    print("  tier 3 alone (likeliest domain): " + ", ".join(
+        f"{name} {n}/{len(holdout)} = {n / len(holdout):.1%}" for name, n in alone.items()))
     right12, right123, changes = pipeline(holdout, Fixed(probabilities))
     print(f"  tiers 1+2: {right12}/{len(holdout)}; tiers 1+2+3: {right123}/{len(holdout)} "
-          f"(tier 3 fixed {changes['fixed']}, broke {changes['broke']}, other {changes['other']})")
+          f"(tier 3 fixed {changes['fixed']}, broke {changes['broke']}, other {changes['other']}; "
+          f"of the {int((labels == 'null').sum())} base model's tasks, "
+          f"{changes[BASE_MOVED]} sent to a specialist)")
     if dev:
         right12, right123, changes = pipeline(dev, int8)
         print(f"dev set, {len(dev)} tasks, shipped prototypes (never trained on it): tiers 1+2: "
               f"{right12}/{len(dev)}; tiers 1+2+3: {right123}/{len(dev)} (fixed {changes['fixed']}, "
               f"broke {changes['broke']})")
-        dev_x = int8.embed([row["objective"] for row in dev])
-        p = _softmax(dev_x @ int8.weights + int8.biases)
         want = np.array([row["expected"] or "null" for row in dev])
-        right = int((np.array(int8.domains)[p.argmax(axis=1)] == want).sum())
+        likeliest = [max(p, key=p.get) for p in (int8.similarities(row["objective"]) for row in dev)]
+        right = int((np.array(likeliest) == want).sum())
         print(f"  tier 3 alone on the dev set: {right}/{len(dev)} = {right / len(dev):.1%}")
 
     if not args.no_fp32:

@@ -440,7 +440,7 @@ def load_embedder(enabled: bool, settings: Settings, registry: Any = None):
 @click.option("--fleet", type=click.Choice(["seed"]),
               help="Route against the spec's eight seed specialists instead of the registry.")
 @click.option("--no-embeddings", is_flag=True, help="Turn tier 3 off.")
-@click.option("--threshold", type=float, default=0.7, show_default=True,
+@click.option("--threshold", type=float, default=0.8, show_default=True,
               help="Tier 3 probability a domain needs when tiers 1-2 find nothing.")
 @click.option("--technical-threshold", type=float, default=0.5, show_default=True,
               help="... when the text looks technical (an identifier, a failure word); "

@@ -758,8 +758,8 @@ def test_tier3_threshold_and_null_centroid(lexicon):
 def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
     router = Router(RoutingTable.seed(), lexicon=lexicon,
                     embedder=FixedEmbedder({"python": 0.55, "web": 0.2, "null": 0.25}))
-    assert (router.embedding_threshold, router.technical_text_threshold) == (0.7, 0.5)
-    # an everyday ask needs the spec's 0.7
+    assert (router.embedding_threshold, router.technical_text_threshold) == (0.8, 0.5)
+    # an everyday ask needs 0.8
     assert router.route(Task(objective="Make it faster")).fallback_reason == NO_DOMAIN_MATCH
     # an identifier's shape or a failure word lowers it to 0.5, and the evidence says why
     for text in ("The load_all_items call never returns", "getUserName is slow",
@@ -772,10 +772,22 @@ def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
     nearer_null = Router(RoutingTable.seed(), lexicon=lexicon,
                          embedder=FixedEmbedder({"python": 0.55, "null": 0.6}))
     assert nearer_null.route(Task(objective="The worker hangs after a job")).specialist is None
-    # the lower threshold can be turned off: 0.7 for every text
-    strict = Router(RoutingTable.seed(), lexicon=lexicon, technical_text_threshold=0.7,
+    # the lower threshold can be turned off: 0.8 for every text
+    strict = Router(RoutingTable.seed(), lexicon=lexicon, technical_text_threshold=0.8,
                     embedder=FixedEmbedder({"python": 0.55, "null": 0.25}))
     assert strict.route(Task(objective="The worker hangs after a job")).specialist is None
+
+
+def test_tier3_leaves_code_in_no_named_language_to_the_base_model(lexicon):
+    sure = Router(RoutingTable.seed(), lexicon=lexicon,
+                  embedder=FixedEmbedder({"python": 0.95, "null": 0.05}))
+    # MBPP's exercises name no language: the base model's, however sure tier 3 is of Python
+    for text in ("Write a function to flatten a given nested list structure.",
+                 "Create a class for a bank account with deposit and withdraw."):
+        decision = sure.route(Task(objective=text))
+        assert decision.specialist is None and decision.fallback_reason == NO_DOMAIN_MATCH, text
+    # a task that asks for no code still goes where tier 3 says
+    assert sure.route(Task(objective="The nightly job is slow again")).specialist == "python-lora"
 
 
 def test_looks_technical():
@@ -828,6 +840,44 @@ def test_prototypes_separate_labelled_clusters_deterministically():
     assert classes == ["a", "b", "null"] and (predicted == np.array(labels)).all()
     again = train_prototypes(X, labels)
     assert np.array_equal(again[1], weights)  # deterministic: same examples, same prototypes
+
+
+def test_lexical_model_learns_names_and_matches_scikit_learns_tf_idf():
+    np = pytest.importorskip("numpy")
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from core.embeddings import (_softmax, _tf_idf, _word_vectorisers, train_word_model,
+                                 word_counts)
+
+    texts = ["LazyFrame.collect runs out of memory", "scan_parquet then sink the LazyFrame",
+             "io_uring_enter returns EBUSY", "the io_uring ring is full",
+             "bake a cake for the party", "plan the party games"] * 3
+    labels = ["data", "data", "systems", "systems", "null", "null"] * 3
+    vectorisers = _word_vectorisers()
+    counts = word_counts(texts, vectorisers)
+    classes, idf, weights, biases = train_word_model(counts, labels)
+    reference = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
+    assert np.allclose(_tf_idf(counts, idf).toarray(), reference.toarray(), atol=1e-6)
+    unseen = word_counts(["why does LazyFrame collect fail", "EBUSY from io_uring_enter"],
+                         vectorisers)
+    predicted = np.array(classes)[_softmax(_tf_idf(unseen, idf) @ weights.T + biases).argmax(1)]
+    assert list(predicted) == ["data", "systems"]
+    again = train_word_model(counts, labels)
+    assert np.array_equal(again[2], weights)  # deterministic: same examples, same model
+
+
+def test_tier3_multiplies_the_two_models(real_embedder):
+    import numpy as np
+
+    from core.embeddings import _softmax
+
+    text = "LazyFrame.head(1).collect() raises a cast error"
+    sentence = _softmax(real_embedder.embed([text])[0] @ real_embedder.weights + real_embedder.biases)
+    joint = sentence * real_embedder.word_probabilities(text)
+    expected = dict(zip(real_embedder.domains, joint / joint.sum()))
+    sims = real_embedder.similarities(text)
+    assert all(abs(sims[d] - expected[d]) < 1e-3 for d in expected)
+    assert max(sims, key=sims.get) == "data"
 
 
 def test_int8_model_stays_close_to_the_fp32_sentence_model(real_embedder):
