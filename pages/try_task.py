@@ -18,10 +18,10 @@ ui.page_header("Try a task", "Route a task as the dispatcher would, with every p
                "and every candidate's score; then run it through the chosen adapter or the base model.")
 
 
-@st.cache_resource(show_spinner="Loading the sentence model for tier 3 …", max_entries=2)
+@st.cache_resource(show_spinner="Loading tier 3's models …", max_entries=2)
 def embedder(models: Path, examples: Path | None, labelled_gaps: tuple[tuple[str, str], ...]):
-    """Cached per set of examples: a new label on a routing gap retrains it (a second or two:
-    the examples' embeddings are cached on disk)."""
+    """Cached per set of examples: a new label on a routing gap retrains both models (about
+    ten seconds: the examples' embeddings are cached on disk)."""
     from core.embeddings import DomainEmbedder, EmbeddingsUnavailable
 
     try:
@@ -52,7 +52,7 @@ with single:
     objective = st.text_area("Task objective", height=120,
                              placeholder="e.g. The CUDA kernel in reduce.cu races on shared memory; fix it.")
     refs = st.text_input("Context files (comma-separated)", placeholder="src/reduce.cu, CMakeLists.txt")
-    use_embeddings = st.toggle("Tier 3: sentence-embedding model", value=tier3_ready(),
+    use_embeddings = st.toggle("Tier 3: sentence and word models", value=tier3_ready(),
                                help="Used only when keywords, code and files name no domain.")
     if st.button("Route", type="primary"):
         if not objective.strip():
