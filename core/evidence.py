@@ -177,6 +177,13 @@ _QUESTION_LEADS = (b"how do i ", b"how can i ", b"how to ", b"how would i ", b"h
                    b"is there a one-liner to ", b"is there a one liner to ",
                    b"is there a command to ", b"give me the command to ",
                    b"give me a one-liner to ", b"show me how to ")
+# A dotted number after a capitalised name or "v"/"version": a release, not a quantity. Not
+# after a capitalised function word: "In 2.5 hours", "A 1.5 litre bottle" are quantities.
+_VERSION = re.compile(
+    r"(?:\b(?!(?:A|An|The|In|At|On|For|If|It|By|After|About|Over|Under|Each|Every|Only|Just|"
+    r"Then|With|From|To|Of|Up|Is|Was|Are|Were|He|She|They|We|You|I|Its|His|Her|Their|Our|My|"
+    r"Nearly|Almost|Exactly|Around|Roughly|About|Some|All)\b)[A-Z][\w+#-]*|\bv|\bversion) ?"
+    r"(\d+(?:\.\d+)+)\b")
 _HOW_TO_ASKS = (b"how do i ", b"how can i ", b"how should i ", b"how do we ", b"how can we ",
                 b"how should we ")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
@@ -1107,6 +1114,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             unquoted = _unquoted(lower)
             if unquoted != lower:
                 numbers = _count_numbers(unquoted, _separated(unquoted), number_words)
+        if numbers >= 2 and b"." in marks:
+            # a version is no quantity: "merge two dicts in Python 3.9+", "on Ubuntu 22.04"
+            numbers -= sum(version.count(".") + 1 for version in _VERSION.findall(text))
         if numbers >= 3:
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_strong_weight))

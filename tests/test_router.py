@@ -369,6 +369,13 @@ def test_a_how_to_question_with_numbers_asks_for_a_method(lexicon):
     assert domains("How do I find the area of a triangle with sides 5, 6 and 7?", lexicon) == ["math"]
 
 
+def test_a_version_is_no_quantity(lexicon):
+    assert domains("What's the idiomatic way to merge two dicts in Python 3.9+?", lexicon) == ["python"]
+    # ... but a decimal after a sentence's first word is one
+    assert domains("In 2.5 hours Ann walks 3 miles and Bo walks 4. How far apart are they?",
+                   lexicon) == ["math"]
+
+
 def test_a_source_file_makes_a_task_technical(lexicon):
     text = "Add keyboard shortcuts (j/k to move) to the inbox list."
     assert extract(Task(objective=text), lexicon).domains == []
