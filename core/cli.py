@@ -516,6 +516,7 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, technical_threshold,
             out["candidates"] = explained["candidates"]
             out["domain_scores"] = decision.extraction.scores
             out["similarities"] = explained["extraction"]["similarities"]  # tier 3, when it ran
+            out["model_similarities"] = explained["extraction"]["model_similarities"]
         if expected is not _UNLABELLED:
             got = domain_of(decision, router.table)
             out |= {"expected": expected, "correct": got == expected}

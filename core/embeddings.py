@@ -373,7 +373,16 @@ class DomainEmbedder:
     def similarities(self, text: str) -> dict[str, float]:
         """Each domain's probability for ``text`` (they sum to 1; "null" is the base model's):
         the sentence model's and the lexical model's, multiplied and renormalised."""
+        return self.model_similarities(text)[0]
+
+    def model_similarities(self, text: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """:meth:`similarities`, and each model's own probabilities, for explaining a decision."""
         sentence = _softmax(self.embed([text])[0] @ self.weights + self.biases)
-        joint = sentence * self.word_probabilities(text)
+        words = self.word_probabilities(text)
+        joint = sentence * words
         joint /= joint.sum()
-        return {domain: round(float(p), 4) for domain, p in zip(self.domains, joint)}
+
+        def rounded(p: Any) -> dict[str, float]:
+            return {domain: round(float(v), 4) for domain, v in zip(self.domains, p)}
+
+        return rounded(joint), {"sentence": rounded(sentence), "words": rounded(words)}

@@ -624,6 +624,8 @@ class Extraction:
     tier: int | None = None  # the highest tier that decided the domains
     evidence: list[Evidence] = field(default_factory=list)
     similarities: dict[str, float] | None = None
+    # tier 3's models one by one, when it has several: {"sentence": {...}, "words": {...}}
+    model_similarities: dict[str, dict[str, float]] | None = None
     non_technical: bool = False
     unserved: bool = False  # in a language no specialist serves (and no served domain won)
 

@@ -180,6 +180,19 @@ class Embedder(Protocol):
     def similarities(self, text: str) -> dict[str, float]: ...
 
 
+def _why(domain: str, sims: dict[str, float], by_model: dict | None) -> str:
+    """Tier 3's evidence: "p(data) 0.91 (sentence 0.40, words 0.93)"."""
+    parts = f" ({', '.join(f'{name} {p[domain]:.2f}' for name, p in by_model.items())})" \
+        if by_model else ""
+    return f"p({domain}) {sims[domain]:.2f}{parts}"
+
+
+def _tier3_similarities(embedder: Embedder, text: str) -> tuple[dict[str, float], dict | None]:
+    """The embedder's probabilities, and its models' own when it says them (for the evidence)."""
+    by_model = getattr(embedder, "model_similarities", None)
+    return by_model(text) if by_model else (embedder.similarities(text), None)
+
+
 class Router:
     def __init__(self, table: RoutingTable, *, lexicon: Lexicon | None = None,
                  weights: ScoringWeights | None = None, embedder: Embedder | None = None,
@@ -211,7 +224,7 @@ class Router:
             # nested list"): the base model's, as the dev set files MBPP's exercises. Tier 3
             # would guess a language from the words of the exercise.
             return extraction
-        sims = self.embedder.similarities(task.objective)
+        sims, by_model = _tier3_similarities(self.embedder, task.objective)
         # The likeliest domain decides, if likely enough and likelier than the base model's
         # examples. Tiers 1-2's evidence still counts (a "write a function" request takes math back
         # from tier 3 too). The threshold is 0.8, not the spec's 0.7: the probability is the product
@@ -227,16 +240,17 @@ class Router:
         threshold = min(self.embedding_threshold, self.technical_text_threshold) if technical \
             else self.embedding_threshold
         if sims[best] >= threshold and sims[best] > sims.get("null", -1.0):
-            why = f"p({best}) {sims[best]:.2f}" + (", technical text" if technical
-                                                   and sims[best] < self.embedding_threshold else "")
+            why = _why(best, sims, by_model) + (", technical text" if technical
+                                                 and sims[best] < self.embedding_threshold else "")
             evidence = [*extraction.evidence, Evidence(
                 tier=3, domain=best, kind="embedding", match=why,
                 weight=self.lexicon.min_score + 0.5)]
             result = decide(evidence, self.lexicon, sims)
+            result.model_similarities = by_model
             if result.domains:
                 result.tier = 3
             return result
-        extraction.similarities = sims
+        extraction.similarities, extraction.model_similarities = sims, by_model
         return extraction
 
     def _trade_of_shared_language(self, task: Task, extraction: Extraction) -> Extraction:
@@ -248,16 +262,17 @@ class Router:
         sharers = sharing_domains(extraction, self.lexicon)
         if not sharers:
             return extraction
-        sims = self.embedder.similarities(task.objective)
+        sims, by_model = _tier3_similarities(self.embedder, task.objective)
         best = max(sharers, key=lambda domain: sims.get(domain, 0.0))
         if sims.get(best, 0.0) < self.shared_language_threshold:
-            extraction.similarities = sims
+            extraction.similarities, extraction.model_similarities = sims, by_model
             return extraction
         # Enough to lead by more than the secondary ratio: the trade is decided, not shared.
         weight = 2 * max(extraction.scores.values())
         evidence = [*extraction.evidence, Evidence(
-            tier=3, domain=best, kind="embedding", match=f"p({best}) {sims[best]:.2f}", weight=weight)]
+            tier=3, domain=best, kind="embedding", match=_why(best, sims, by_model), weight=weight)]
         result = decide(evidence, self.lexicon, sims)
+        result.model_similarities = by_model
         result.tier = 3
         return result
 

@@ -91,6 +91,9 @@ with single:
             if ex.similarities:
                 st.caption("Tier 3 probabilities: " + ", ".join(
                     f"{d} {s:.2f}" for d, s in sorted(ex.similarities.items(), key=lambda kv: -kv[1])))
+                for model, sims in (ex.model_similarities or {}).items():
+                    st.caption(f"… {model} model alone: " + ", ".join(
+                        f"{d} {s:.2f}" for d, s in sorted(sims.items(), key=lambda kv: -kv[1])[:3]))
         with right:
             st.markdown("**Domain scores**")
             st.caption((", ".join(f"{d} {s}" for d, s in ex.scores.items()) or "none")

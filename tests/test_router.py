@@ -785,6 +785,22 @@ def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
     assert strict.route(Task(objective="The worker hangs after a job")).specialist is None
 
 
+def test_tier3_evidence_names_each_models_probability(lexicon):
+    class TwoModels(FixedEmbedder):
+        def model_similarities(self, text):
+            return self.similarities(text), {"sentence": {"python": 0.6, "null": 0.4},
+                                             "words": {"python": 0.95, "null": 0.05}}
+
+    router = Router(RoutingTable.seed(), lexicon=lexicon,
+                    embedder=TwoModels({"python": 0.9, "null": 0.1}))
+    decision = router.route(Task(objective="Make the nightly job faster"))
+    assert decision.specialist == "python-lora" and decision.tier == 3
+    assert [e.match for e in decision.extraction.evidence if e.kind == "embedding"] == [
+        "p(python) 0.90 (sentence 0.60, words 0.95)"]
+    assert decision.extraction.model_similarities["words"]["python"] == 0.95
+    assert decision.explain()["extraction"]["model_similarities"]["sentence"]["python"] == 0.6
+
+
 def test_tier3_leaves_code_in_no_named_language_to_the_base_model(lexicon):
     sure = Router(RoutingTable.seed(), lexicon=lexicon,
                   embedder=FixedEmbedder({"python": 0.95, "null": 0.05}))
@@ -885,6 +901,10 @@ def test_tier3_multiplies_the_two_models(real_embedder):
     sims = real_embedder.similarities(text)
     assert all(abs(sims[d] - expected[d]) < 1e-3 for d in expected)
     assert max(sims, key=sims.get) == "data"
+    joint, by_model = real_embedder.model_similarities(text)
+    assert joint == sims and set(by_model) == {"sentence", "words"}
+    assert all(abs(by_model["sentence"][d] - p) < 1e-3
+               for d, p in zip(real_embedder.domains, sentence))
 
 
 def test_int8_model_stays_close_to_the_fp32_sentence_model(real_embedder):
