@@ -219,6 +219,7 @@ def _version_numbers(text: str) -> int:
     return count
 
 
+_BINARY_UNITS = (b"kib ", b"mib ", b"gib ", b"tib ")  # looked for after one search for b"ib "
 _HOW_TO_ASKS = (b"how do i ", b"how can i ", b"how should i ", b"how do we ", b"how can we ",
                 b"how should we ")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
@@ -1154,6 +1155,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         if numbers >= 2 and b"." in marks:
             # a version is no quantity: "merge two dicts in Python 3.9+", "on Ubuntu 22.04"
             numbers -= _version_numbers(text)
+        if numbers >= 2 and b"ib " in separated and any(u in separated for u in _BINARY_UNITS):
+            # "Tried to allocate 10.73 GiB on an 8 GiB card": binary units measure a machine,
+            # and no word problem uses them
+            numbers = 0
         if numbers >= 3:
             evidence.append(Evidence(1, "math", "word_problem", "word problem",
                                      lexicon.word_problem_strong_weight))

@@ -374,6 +374,9 @@ def test_a_version_is_no_quantity(lexicon):
     # ... but a decimal after a sentence's first word is one
     assert domains("In 2.5 hours Ann walks 3 miles and Bo walks 4. How far apart are they?",
                    lexicon) == ["math"]
+    # binary units measure a machine: no word problem uses them
+    assert "word_problem" not in [e.kind for e in extract(Task(
+        objective="Tried to allocate 10.73 GiB on an 8 GiB card; how can I run it?"), lexicon).evidence]
 
 
 def test_a_source_file_makes_a_task_technical(lexicon):
