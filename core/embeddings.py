@@ -9,18 +9,18 @@ torch fp32. Embeddings stay within cosine 0.979 of fp32 on the labelled task set
 The domains' embeddings are learned from labelled example tasks: each specialist's description
 and examples (``data/domain_examples.toml``) and the handwritten labelled tasks
 (``data/router_holdout.jsonl``), "null" for the base model's. A softmax over one prototype per
-domain (multinomial logistic regression on the embeddings) gives each domain a probability; the
-router's threshold (the spec's 0.7) applies to it. The mean of a domain's examples (the first
-design) never came near 0.7 and its nearest domain was right for 75% of the labelled tasks; the
-learned prototypes are right for 89% of tasks they were not trained on (bench/README.md).
+domain (multinomial logistic regression on the embeddings) gives each domain a probability. The
+mean of a domain's examples (the first design) never came near the spec's 0.7 and its nearest
+domain was right for 75% of the labelled tasks; the learned prototypes are right for 85-89% of
+tasks they were not trained on (bench/README.md).
 
 A second, lexical model learns from the same examples: word and character n-grams of the text
 (hashed, tf-idf weighted) in a logistic regression. It knows the spelling of names the sentence
 model has only wordpieces for ("LazyFrame", "io_uring_enter"). The two models' probabilities are
 multiplied and renormalised, as independent evidence is: where they agree the result is surer
-than either, where they disagree it is less sure. Scored in five folds of the holdout by batch,
-the likeliest domain was right for 86% of tasks with the sentence model alone and 91% with both
-(bench/README.md).
+than either, where they disagree it is less sure (so the router's threshold on the product is
+0.8). Scored in five folds of the holdout by batch, the likeliest domain was right for 85% of
+tasks with the sentence model alone and 90% with both (bench/README.md).
 
 Both the ONNX file (torch.export to ONNX, then onnxruntime's quantiser, about 15 s here) and the
 two models (embedding ~5,700 examples, about a minute the first time; each text's embedding is

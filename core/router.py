@@ -228,9 +228,9 @@ class Router:
         # The likeliest domain decides, if likely enough and likelier than the base model's
         # examples. Tiers 1-2's evidence still counts (a "write a function" request takes math back
         # from tier 3 too). The threshold is 0.8, not the spec's 0.7: the probability is the product
-        # of two models' and surer than either. Five folds of the holdout by batch: of its 650
-        # everyday asks 6 went to a specialist at 0.8, 7 at 0.7, 5 with the sentence model alone at
-        # 0.7 (the design before), which routed 10 fewer tasks right. A text that looks technical
+        # of two models' and surer than either. Five folds of the holdout by batch: of its 672
+        # everyday asks 7 went to a specialist at 0.8, 9 with the sentence model alone at 0.7 (the
+        # design before), which routed 19 fewer tasks right. A text that looks technical
         # (an identifier, a failure word) may decide on less, 0.5: with the sentence model alone, of
         # the 351 holdout tasks tiers 1-2 found nothing in 322 were right at 0.7 and 324 with 0.5
         # for such texts, no more everyday asks moved; of 248 real issues tier 3 never saw, 16 of
