@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.embeddings import (EXAMPLES_FILE, LABELLED_FILE, MAX_TOKENS, DomainEmbedder,  # noqa: E402
-                             _packaged_model, _softmax, _tf_idf, train_prototypes,
-                             train_word_model, training_examples, word_counts)
+                             _packaged_model, _softmax, _tf_idf, joint_probabilities,
+                             train_prototypes, train_word_model, training_examples, word_counts)
 from core.evidence import Task  # noqa: E402
 from core.router import Router, RoutingTable, domain_of  # noqa: E402
 
@@ -119,8 +119,7 @@ def main() -> int:
             vstack([base_c, hold_c[~test]]).tocsr(), train_labels)
         sentence = _softmax(hold_x[test] @ weights + biases)
         lexical = _softmax(_tf_idf(hold_c[test], idf) @ word_weights.T + word_biases)
-        both = sentence * lexical
-        both /= both.sum(axis=1, keepdims=True)
+        both = joint_probabilities(sentence, lexical)
         for name, p in (("sentence", sentence), ("lexical", lexical), ("both", both)):
             alone[name] += int((np.array(classes)[p.argmax(axis=1)] == labels[test]).sum())
         routed = {"sentence": sentence, "lexical": lexical}.get(args.only, both)

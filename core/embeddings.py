@@ -234,6 +234,13 @@ def train_word_model(counts: Any, labels: list[str]) -> tuple[list[str], Any, An
             model.coef_.astype(np.float32), model.intercept_.astype(np.float32))
 
 
+def joint_probabilities(sentence: Any, words: Any) -> Any:
+    """Tier 3's probabilities: the two models' multiplied and renormalised (along the last axis,
+    so one row or many)."""
+    joint = sentence * words
+    return joint / joint.sum(axis=-1, keepdims=True)
+
+
 def _save_npz(path: Path, **arrays: Any) -> None:
     """Written aside, then renamed: readers see the old file or the new one, never half."""
     import numpy as np
@@ -379,8 +386,7 @@ class DomainEmbedder:
         """:meth:`similarities`, and each model's own probabilities, for explaining a decision."""
         sentence = _softmax(self.embed([text])[0] @ self.weights + self.biases)
         words = self.word_probabilities(text)
-        joint = sentence * words
-        joint /= joint.sum()
+        joint = joint_probabilities(sentence, words)
 
         def rounded(p: Any) -> dict[str, float]:
             return {domain: round(float(v), 4) for domain, v in zip(self.domains, p)}
