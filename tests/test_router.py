@@ -904,6 +904,12 @@ def test_tier3_multiplies_the_two_models(real_embedder):
     sims = real_embedder.similarities(text)
     assert all(abs(sims[d] - expected[d]) < 1e-3 for d in expected)
     assert max(sims, key=sims.get) == "data"
+    # one row's tf-idf, computed by hand for speed, is the training's _tf_idf
+    from core.embeddings import _tf_idf, word_counts
+    by_hand = real_embedder.word_probabilities(text)
+    sparse = _softmax((_tf_idf(word_counts([text], real_embedder.vectorisers), real_embedder.idf)
+                       @ real_embedder.word_weights.T + real_embedder.word_biases)[0])
+    assert np.allclose(by_hand, sparse, atol=1e-6)
     joint, by_model = real_embedder.model_similarities(text)
     assert joint == sims and set(by_model) == {"sentence", "words"}
     assert all(abs(by_model["sentence"][d] - p) < 1e-3
