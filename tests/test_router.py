@@ -487,6 +487,31 @@ def test_the_trade_of_the_person_an_ask_is_for_is_not_the_tasks(lexicon):
                    lexicon) == ["docs"]
 
 
+
+
+@pytest.mark.parametrize("text", [
+    "Recommend a chair for someone who writes C++ ten hours a day.",
+    # the clause's keyword is said again outside it: it stays
+    "Recommend a chair for someone who writes C++ all day; our C++ build is slow too.",
+    # a phrase that runs from the clause into the rest of the text goes with the clause
+    "Help my friend who is stuck on a CUDA out-of-memory error fix his kernel launch.",
+    # prefix keywords ("cuda*") inside and outside a clause, and two clauses
+    "A gift for a developer who loves cudagraphs and a coworker that maintains Kubernetes "
+    "clusters, and cudagraphs docs.",
+])
+def test_a_persons_clause_is_taken_out_around_it_as_a_rescan_of_the_text_would(text, lexicon):
+    """_keywords_outside looks only around the clauses; it must drop exactly the keywords that a
+    scan of the whole text with the clauses blanked no longer finds."""
+    from core import evidence
+
+    lower, separated = evidence._separate(text)
+    described, clauses = evidence._without_persons(lower)
+    assert clauses
+    done = evidence._labels_in(separated, lexicon)  # every keyword of the text, clauses and all
+    keywords = [evidence.Evidence(1, "python", "keyword", label, 1.0) for label in sorted(done)]
+    spans = [(start + 1, end + 1) for start, end in clauses]
+    assert (evidence._keywords_outside(separated, spans, keywords, done, lexicon)
+            == evidence._keywords_also_in(described, keywords, done, lexicon))
 def test_no_signal_falls_back_with_reason(seed_router):
     decision = seed_router.route(Task(objective="Write a function to flatten a nested list."))
     assert decision.specialist is None and decision.fallback_reason == NO_DOMAIN_MATCH
