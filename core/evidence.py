@@ -1271,56 +1271,57 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 # Python?"
                 asked = _any_domain_reaches(evidence, lexicon.min_score)
                 break
-    if verb == b"do" and rest.startswith(b"not "):  # "Do not mark variables ... for export"
-        verb, _, rest = rest[4:].partition(b" ")
-    elif verb == b"case" and rest.startswith((b"insensitive ", b"sensitive ")):
-        verb, _, rest = rest.partition(b" ")[2].partition(b" ")  # "Case-insensitive search for"
-    if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
-        verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
-    shell_verb = not asked and (verb in _SHELL_VERBS or (
-        verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
-        verb == b"keep" and rest.startswith(b"only ")))  # not "Keep the API secret out of ..."
-    # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
-    command = verb in _COMMAND_WORDS or lower.startswith(_COMMAND_ASKS) or (
-        b"one-liner" in lower or b"one liner" in lower) or (
-        verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
-        len(text) <= _COMMAND_LINE_MAX and not task.context_refs
-        and _COMMAND_LINE.match(lower) is not None and not _ABOUT_ITS_OUTPUT.search(lower))
-    if (not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX and (
-            shell_verb or command) and not any(
-            e.weight > 0 for e in deliverable) and (
-            "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
-            or command or (b"." in marks and _PLAIN_FILE.search(lower))
-            or (b"*" in lower and _GLOB.search(lower))
-            or (len(text) <= _SHELL_TASK_MAX and (
-                bool(lexicon.system_objects.find_matches_as_indexes(separated))
-                or ("$" in text and _SHELL_VARIABLE.search(text))
-                # quoted arguments alone are a command line only when no trade has its say:
-                # "Set the 'Content-Security-Policy' header in the Express app" is web's
-                or ((b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower) and (
-                    _QUOTED_COMMAND.search(lower) or (
-                        _quotes_arguments(lower)
-                        and not _any_domain_reaches(evidence, lexicon.min_score)))))))
-            and not _CODE_AT_HAND.search(lower)):  # last: a regex, and rarely decisive
-        evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
-                                 lexicon.shell_task_weight))
-        # A command line's arguments are not its trade: what it quotes ('Rename "svnlog.py" to
-        # "svnlog"', 'file type of command "python"') and the files it globs ("*.php and *.js
-        # files under /home").
-        arguments = lower
-        if (b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower):
-            arguments = _unquoted(arguments)
-        if b"*" in lower and b" file" in lower:  # "*.vue components that use ..." are the trade's
-            arguments = _GLOB_ARGUMENT.sub(b" ", arguments)
-        if b"/" in lower:  # "show which package owns /usr/bin/python3"
-            arguments = _ABSOLUTE_PATH_ARGUMENT.sub(b" ", arguments)
-        if verb in _LISTING_VERBS and b" file" in lower and _SEARCHED_PLACE.search(lower):
-            # the kinds and the names of the files looked for are what is searched, not a trade:
-            # "Find all php files whose name is tecmint.php in the current directory"
-            arguments = _NAMED_FILE_ARGUMENT.sub(b" ", _without_file_kinds(arguments))
-        if arguments != lower:
-            evidence = _keywords_also_in(arguments, evidence, done, lexicon)
-            text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
+    # only a short ask with no code and no files can be a one-liner: a long text skips the
+    # verb and command checks (~3 us on 2 KB)
+    if not has_code and not task.context_refs and len(text) <= _COMMAND_LINE_MAX:
+        if verb == b"do" and rest.startswith(b"not "):  # "Do not mark variables ... for export"
+            verb, _, rest = rest[4:].partition(b" ")
+        elif verb == b"case" and rest.startswith((b"insensitive ", b"sensitive ")):
+            verb, _, rest = rest.partition(b" ")[2].partition(b" ")  # "Case-insensitive search for"
+        if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
+            verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
+        shell_verb = not asked and (verb in _SHELL_VERBS or (
+            verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
+            verb == b"keep" and rest.startswith(b"only ")))  # not "Keep the API secret out of ..."
+        # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
+        command = verb in _COMMAND_WORDS or lower.startswith(_COMMAND_ASKS) or (
+            b"one-liner" in lower or b"one liner" in lower) or (
+            verb in (b"sleep", b"wait") and rest.startswith((b"for ", b"until "))) or (
+            _COMMAND_LINE.match(lower) is not None and not _ABOUT_ITS_OUTPUT.search(lower))
+        if ((shell_verb or command) and not any(
+                e.weight > 0 for e in deliverable) and (
+                "file_object" in flags or text_files or _ABSOLUTE_PATH.search(text)
+                or command or (b"." in marks and _PLAIN_FILE.search(lower))
+                or (b"*" in lower and _GLOB.search(lower))
+                or (len(text) <= _SHELL_TASK_MAX and (
+                    bool(lexicon.system_objects.find_matches_as_indexes(separated))
+                    or ("$" in text and _SHELL_VARIABLE.search(text))
+                    # quoted arguments alone are a command line only when no trade has its say:
+                    # "Set the 'Content-Security-Policy' header in the Express app" is web's
+                    or ((b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower) and (
+                        _QUOTED_COMMAND.search(lower) or (
+                            _quotes_arguments(lower)
+                            and not _any_domain_reaches(evidence, lexicon.min_score)))))))
+                and not _CODE_AT_HAND.search(lower)):  # last: a regex, and rarely decisive
+            evidence.append(Evidence(1, "devops", "shell_task", "shell one-liner",
+                                     lexicon.shell_task_weight))
+            # A command line's arguments are not its trade: what it quotes ('Rename "svnlog.py" to
+            # "svnlog"', 'file type of command "python"') and the files it globs ("*.php and *.js
+            # files under /home").
+            arguments = lower
+            if (b"'" in lower or b'"' in lower) and not _ABOUT_ITS_OUTPUT.search(lower):
+                arguments = _unquoted(arguments)
+            if b"*" in lower and b" file" in lower:  # "*.vue components that use ..." are the trade's
+                arguments = _GLOB_ARGUMENT.sub(b" ", arguments)
+            if b"/" in lower:  # "show which package owns /usr/bin/python3"
+                arguments = _ABSOLUTE_PATH_ARGUMENT.sub(b" ", arguments)
+            if verb in _LISTING_VERBS and b" file" in lower and _SEARCHED_PLACE.search(lower):
+                # the kinds and the names of the files looked for are what is searched, not a trade:
+                # "Find all php files whose name is tecmint.php in the current directory"
+                arguments = _NAMED_FILE_ARGUMENT.sub(b" ", _without_file_kinds(arguments))
+            if arguments != lower:
+                evidence = _keywords_also_in(arguments, evidence, done, lexicon)
+                text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
 
     # Tier 1: the trade of the person an everyday ask is for is no trade of the task: "Recommend a
     # chair for someone who writes C++ ten hours a day". A clause of a few words after the person
@@ -1683,21 +1684,25 @@ def decide(evidence: list[Evidence], lexicon: Lexicon,
     scores: dict[str, float] = {}
     null_score = unserved_score = 0.0
     tier_of: dict[str, int] = {}
-    has_source_file = word_problem = False
+    kinds = set()
+    has_source_file = False
     for item in evidence:
-        if item.kind == "word_problem":
-            word_problem = True
-        if item.domain == "null":
+        domain, kind = item.domain, item.kind
+        kinds.add(kind)
+        if domain == "null":
             null_score += item.weight
-            continue
-        if item.domain == UNSERVED:
+        elif domain == UNSERVED:
             unserved_score += item.weight
-            continue
-        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
-        tier_of[item.domain] = max(tier_of.get(item.domain, 0), item.tier)
-        has_source_file = has_source_file or item.kind == "file"
+        else:
+            scores[domain] = scores.get(domain, 0.0) + item.weight
+            if item.tier > tier_of.get(domain, 0):
+                tier_of[domain] = item.tier
+            if kind == "file":
+                has_source_file = True
+    word_problem = "word_problem" in kinds
     ranked = _ranked(scores)
-    if len(ranked) > 1:
+    # the rules that move a lead need files or a deliverable: most tasks have neither
+    if len(ranked) > 1 and ("file" in kinds or "deliverable" in kinds):
         ranked = _words_decide_shared_language(ranked, scores, evidence, lexicon)
         ranked = _language_decides_trade(ranked, scores, evidence, lexicon)
         ranked = _code_asked_in_trades_words(ranked, scores, evidence, lexicon)
