@@ -604,6 +604,8 @@ _FLAG_TOKENS: list[tuple[str, Any]] = (
 # The end of a token with a CSS length ("600px", "1.5rem"): found by the same scan, as a search
 # of its own cost ~3 us on 2 KB. Not space-led: they end a token, whatever digits lead it.
 _CSS_LENGTH = "css length"
+# A word starting "column" or "series": where a column may be named by an identifier.
+_COLUMN_WORD = "column word"
 _CSS_NEEDLES = [f"{digit}{unit} " for digit in "0123456789" for unit in ("px", "rem")]
 
 
@@ -749,6 +751,8 @@ class Lexicon:
             self._needle(" " + token + " ", token)[3].append(mark)
         for needle in _CSS_NEEDLES:
             self._needle(needle, _CSS_LENGTH)[3].append(_CSS_LENGTH)
+        for needle in (" column", " series"):  # a word that starts so: "columns", "Series"
+            self._needle(needle, _COLUMN_WORD)[3].append(_COLUMN_WORD)
         # a deliverable is looked for only when the text has a word of one (or an implied verb)
         for key in [*self.deliverables, *implied]:
             token = _TOKEN.findall(key.decode())[0]
@@ -1006,8 +1010,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z]+_\w+|[A-Z][a-z]+[A-Z]\w*")
 _ROW_LABEL = re.compile(r"row '\w{1,20}'")
 
 
-def _names_by_identifier(text: str) -> bool:
-    for needle in (" column", " Series"):
+def _names_by_identifier(text: str, column_words: bool) -> bool:
+    """``column_words``: the scan found a word starting "column" or "series" (each search of
+    2 KB for a word that is not there costs ~1 us)."""
+    for needle in (" column", " Series") if column_words else ():
         at = text.find(needle)
         for _ in range(3):
             if at == -1:
@@ -1021,7 +1027,7 @@ def _names_by_identifier(text: str) -> bool:
                                                  and text[max(0, start - 4):start] == "the "):
                 return True
             at = text.find(needle, at + 1)
-    return "row '" in text and _ROW_LABEL.search(text) is not None
+    return "'" in text and "row '" in text and _ROW_LABEL.search(text) is not None
 
 
 # A link's page ("https://.../exercise-9.php"): no file to work on.
@@ -1242,8 +1248,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
 
     # Tier 1: a column called by its name ("the 'priority' column", "column 'B'") is a table's.
     if ((b"'" in lower or b'"' in lower) and _names_a_column(lower)) or (
-            not task.context_refs and (b"column" in lower or b"row" in lower or b"series" in lower)
-            and _names_by_identifier(text)):  # in Grid.vue "the Status column" is a page's
+            not task.context_refs and _names_by_identifier(text, _COLUMN_WORD in flags)
+            ):  # in Grid.vue "the Status column" is a page's
         evidence.append(Evidence(1, "data", "keyword", "named column", lexicon.named_column_weight))
         if (b"'" in lower or b'"' in lower) and len(text) <= _COMMAND_LINE_MAX:
             # what a table's cells hold is a value, not a trade: "change the 'snake' entries to
