@@ -955,6 +955,15 @@ def _file_hits(lexicon: Lexicon, ref: str) -> list[tuple[str, float, str]]:
     return [(domain, weight, label) for domain, (weight, label) in best.items()]
 
 
+def _names_a_document(lexicon: Lexicon, ref: str) -> bool:
+    """Whether a path's own name is a document's (a .md or .rst file, a README), whatever its
+    folders say: sql/window_functions.md is a page about SQL, not SQL."""
+    name = ref.strip().lower().replace("\\", "/").rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    hits = lexicon.files.get(name, ()) or (lexicon.files.get(name[dot:], ()) if dot > 0 else ())
+    return bool(hits) and all(domain == "docs" for domain, _ in hits)
+
+
 # A task that mentions more file names than this is a listing; its first ones say what it is about.
 _MAX_NAMES = 32
 
@@ -1377,7 +1386,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         documents_only = bool(task.context_refs)
         for ref in task.context_refs:
             hits = _file_hits(lexicon, ref)
-            documents_only = documents_only and bool(hits) and all(hit[0] == "docs" for hit in hits)
+            documents_only = documents_only and bool(hits) and (
+                all(hit[0] == "docs" for hit in hits) or _names_a_document(lexicon, ref))
             file_hits += [(weight, domain, f"{ref} ({label})", "file") for domain, weight, label in hits]
         if text_files:
             ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}

@@ -145,6 +145,10 @@ def test_a_task_that_touches_only_documents_delivers_a_document(lexicon):
     assert ("docs", "only documents in the refs") in {(e.domain, e.match) for e in ex.evidence}
     # a source file among the refs: the words decide as before
     assert domains(task, lexicon, ["README.md", "setup.py"])[0] == "python"
+    # a page in a folder named for a trade is still a page: sql/ says what it is about
+    page = "Add the missing partition by and order by to the window functions page example."
+    assert domains(page, lexicon, ["docs/sql/window_functions.md"]) == ["docs"]
+    assert domains(page, lexicon, ["docs/sql/window_functions.md", "sql/report.sql"])[0] == "data"
 
 
 def test_a_verb_that_names_its_deliverable(lexicon):
