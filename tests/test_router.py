@@ -733,6 +733,9 @@ def test_the_words_say_whose_python_a_py_file_is(lexicon):
                    lexicon, ["shop/orders.py"])[0] == "python"
     assert domains("Make the config loader in the pipeline package accept environment-variable "
                    "overrides.", lexicon, ["pipelines/config.py"])[0] == "python"
+    # CUDA writes Python too (Numba, Triton): its words make the case the same way
+    assert domains("Use shared memory for the tile in the kernel.", lexicon,
+                   ["ops/softmax.py"])[0] == "cuda"
 
 
 def test_tier3_says_whose_python_a_py_file_is_when_no_word_does(lexicon):
