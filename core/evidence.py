@@ -63,7 +63,8 @@ def tokens(text: str) -> list[str]:
     return _separate(text)[1].decode().split()
 
 
-_EXTENSION = re.compile(rb"\.([a-z][a-z0-9_+]*)\b")
+# "console.log(x)" is a call, not a file: a name followed by "(" is not one
+_EXTENSION = re.compile(rb"\.([a-z][a-z0-9_+]*)\b(?!\()")
 _FILE_NAME_HEAD = re.compile(rb"[\w\-./]*")
 _NUMBER_WORDS = frozenset("""one two three four five six seven eight nine ten eleven twelve
 twenty thirty forty fifty hundred thousand dozen half twice double triple thrice thirds

@@ -282,6 +282,14 @@ def test_file_named_in_text_counts(lexicon):
     assert any(e.kind == "text_file" and e.tier == 2 for e in ex.evidence)
 
 
+def test_a_dotted_name_called_like_a_function_is_no_file(lexicon):
+    # console.log(...) is JavaScript, not a log file; app.log beside it still is one
+    called = extract(Task(objective="console.log(import.meta.url) prints undefined"), lexicon)
+    assert not any(e.kind == "text_file" for e in called.evidence)
+    named = extract(Task(objective="console.log output ends up in app.log"), lexicon)
+    assert [e.match for e in named.evidence if e.kind == "text_file"] == ["console.log (.log)", "app.log (.log)"]
+
+
 def test_files_named_in_text_count_in_the_order_they_are_mentioned(lexicon):
     # the first mention counts whole, the next of the same kind half: the same every run (the
     # names were once a set, whose order moved with the process's hash seed)
