@@ -119,6 +119,14 @@ def _quoted(lower: bytes) -> list[bytes]:
     return [match.group(0)[1:-1] for match in sorted(matches, key=lambda match: match.start())]
 
 
+def _asks_advice(lower: bytes) -> bool:
+    """Whether the closing question opens "should we/I" (the text ends with "?")."""
+    tail = lower[max(0, len(lower) - 200):]
+    start = max(tail.rfind(b". "), tail.rfind(b"; "), tail.rfind(b"? ", 0, len(tail) - 1),
+                tail.rfind(b"! "))
+    return tail[start + 2 if start >= 0 else 0:].lstrip().startswith(_ADVICE_ASKS)
+
+
 def _count_numbers(lower: bytes, separated: bytes, number_words: int) -> int:
     """Tokens that start with a digit plus the number words the scan found; a number written
     with a thousands separator ("167,936 bytes") is one number, though separating splits it.
@@ -221,6 +229,7 @@ def _version_numbers(text: str) -> int:
 
 
 _BINARY_UNITS = (b"kib ", b"mib ", b"gib ", b"tib ")  # looked for after one search for b"ib "
+_ADVICE_ASKS = (b"should we ", b"should i ")
 _HOW_TO_ASKS = (b"how do i ", b"how can i ", b"how should i ", b"how do we ", b"how can we ",
                 b"how should we ")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
@@ -1220,7 +1229,11 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                          for verb, pattern in _IMPERATIVE.items())
         # "How do I train for a 10K in eight weeks if I can run 3K now?" asks for a method: a
         # how-to question is a word problem only when it also asks for a quantity.
-        question = text.rstrip().endswith("?") and (quantity or not lower.startswith(_HOW_TO_ASKS))
+        # "... 7.2 GB of 4.2 GB used; should we boost the overhead?" asks for advice, as does
+        # any question whose last sentence opens "should we/I": none of the labelled word
+        # problems asks one.
+        question = text.rstrip().endswith("?") and (quantity or not (
+            lower.startswith(_HOW_TO_ASKS) or _asks_advice(lower)))
         numbers = _count_numbers(lower, separated, number_words) if quantity or imperative or question else 0
         if numbers >= 2 and (b"'" in lower or b'"' in lower):
             # a quoted literal is a value, not a quantity ("a column of strings like '2023-01-05'")

@@ -391,6 +391,13 @@ def test_a_version_is_no_quantity(lexicon):
         objective="Tried to allocate 10.73 GiB on an 8 GiB card; how can I run it?"), lexicon).evidence]
 
 
+def test_a_closing_should_we_question_asks_advice_not_a_quantity(lexicon):
+    text = "Executors are lost with 7.2 GB of 4.2 GB virtual memory used; should we boost the overhead?"
+    assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+    # the same numbers with a quantity question still make one
+    assert domains("A job uses 7.2 GB of 12.5 GB. How many GB are left?", lexicon) == ["math"]
+
+
 def test_a_source_file_makes_a_task_technical(lexicon):
     text = "Add keyboard shortcuts (j/k to move) to the inbox list."
     assert extract(Task(objective=text), lexicon).domains == []
