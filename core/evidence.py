@@ -251,6 +251,9 @@ def _third_person(verb: bytes) -> bytes:
 
 # nl2bash describes commands as often as it asks for them: "Copies 'src' to 'dest' ...".
 _SHELL_VERBS |= {_third_person(verb) for verb in _SHELL_VERBS}
+# ... but a plural noun opens a report as often: "Pages in nested folders don't get a link"
+_SHELL_VERBS -= {b"pages", b"logs", b"records", b"reports", b"dumps", b"backups", b"views",
+                 b"outputs", b"sources", b"stores", b"places", b"pipes", b"swaps", b"files"}
 # What a one-liner's arguments look like: a shell variable ("$filename", "${linenum}", a quoted
 # "$1"; not a LaTeX "$x$" or a price, "$12") or a quoted literal ('domains.txt', "abcdefg").
 _SHELL_VARIABLE = re.compile(r"\$(?:\{\w|[A-Za-z_]\w|[A-Z]\b)|(?<=[\"'])\$\d")

@@ -432,6 +432,9 @@ def test_shell_one_liner_is_devops(lexicon):
     assert domains("Show which process is using port 3000", lexicon) == ["devops"]
     # an absolute path is the command's argument, not its trade
     assert domains("show which package owns /usr/bin/python3", lexicon) == ["devops"]
+    # a plural noun that could be a verb's third person opens a report, not a command
+    assert "shell_task" not in [e.kind for e in extract(Task(
+        objective="Pages in nested folders don't get a link in the sidebar"), lexicon).evidence]
     # a task that comes with a source file changes that file, whatever its first verb
     assert domains("Convert the recursive directory walker to an iterative one", lexicon,
                    ["src/walk.cpp"]) == ["systems"]
