@@ -1124,10 +1124,37 @@ def _labels_in(separated: bytes, lexicon: Lexicon) -> set[str]:
     return labels
 
 
+_NEGATED_TOOL = re.compile(rb"([\w.+#]+)-free\b")
+
+
+def _without_negated_tools(lower: bytes, separated: bytes, lexicon: Lexicon) -> bytes:
+    """A tool named to say it is not used ("our pandas-free script", "the CUDA-free CPU
+    fallback") is no evidence for its trade: its word is blanked, unless "X-free" is itself a
+    term of the lexicon ("lock-free", "use-after-free"). Only a tool's name (a word the lexicon
+    weighs 3 or more on its own) is taken back: "a PySpark UDF-free version" is still about
+    UDFs' trade."""
+    blanked = bytearray(separated)
+    for match in itertools.islice(_NEGATED_TOOL.finditer(lower), _MAX_PLACES):
+        word = b" " + match.group(1) + b" "
+        if not any(hit.weight >= 3 for index, first, last in lexicon.automaton.find_matches_as_indexes(word)
+                   if first == 0 and last == len(word) for hit in lexicon.payloads[index][1]):
+            continue
+        word_start, free_end = match.start(1) + 1, match.end() + 1  # offsets in `separated`
+        window_start = max(0, word_start - 40)
+        window = separated[window_start:free_end + 1]
+        if any(first + window_start <= word_start and last + window_start >= free_end + 1
+               for _, first, last in lexicon.automaton.find_matches_as_indexes(window, overlapping=True)):
+            continue
+        blanked[word_start:match.end(1) + 1] = b" " * (match.end(1) - match.start(1))
+    return bytes(blanked)
+
+
 def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extraction:
     """Tiers 1 and 2: evidence and scores per domain, and the domains that count."""
     text = task.objective
     lower, separated = _separate(text)
+    if b"-free" in lower:
+        separated = _without_negated_tools(lower, separated, lexicon)
     evidence: list[Evidence] = []
 
     # Tier 1: keywords, phrases, prefixes and flag words, in one pass (see Lexicon). A keyword

@@ -391,6 +391,16 @@ def test_a_version_is_no_quantity(lexicon):
         objective="Tried to allocate 10.73 GiB on an 8 GiB card; how can I run it?"), lexicon).evidence]
 
 
+def test_a_tool_named_as_not_used_is_no_evidence_for_its_trade(lexicon):
+    negated = extract(Task(objective="Our pandas-free script parses a 2 GB log with a generator."), lexicon)
+    assert "pandas" not in [e.match for e in negated.evidence]
+    # "X-free" that is a term of its own still counts, and so does a concept (not a tool's name)
+    assert "lock free" in [e.match for e in extract(Task(objective="a lock-free queue in C++"), lexicon).evidence]
+    assert "use after free" in [e.match for e in extract(Task(objective="fix the use-after-free"), lexicon).evidence]
+    udf = extract(Task(objective="Write a PySpark UDF-free version of this transformation."), lexicon)
+    assert "udf" in [e.match for e in udf.evidence]
+
+
 def test_a_closing_should_we_question_asks_advice_not_a_quantity(lexicon):
     text = "Executors are lost with 7.2 GB of 4.2 GB virtual memory used; should we boost the overhead?"
     assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
