@@ -404,6 +404,8 @@ def test_a_tool_named_as_not_used_is_no_evidence_for_its_trade(lexicon):
 def test_a_closing_should_we_question_asks_advice_not_a_quantity(lexicon):
     text = "Executors are lost with 7.2 GB of 4.2 GB virtual memory used; should we boost the overhead?"
     assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+    text = "It scores 0.98 on training data and 0.61 on the holdout; how do I tell if it's overfitting?"
+    assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
     # the same numbers with a quantity question still make one
     assert domains("A job uses 7.2 GB of 12.5 GB. How many GB are left?", lexicon) == ["math"]
 
