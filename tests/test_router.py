@@ -861,7 +861,7 @@ def test_tier3_evidence_names_each_models_probability(lexicon):
 
     router = Router(RoutingTable.seed(), lexicon=lexicon,
                     embedder=TwoModels({"python": 0.9, "null": 0.1}))
-    decision = router.route(Task(objective="Make the nightly job faster"))
+    decision = router.route(Task(objective="Make the weekly step faster"))
     assert decision.specialist == "python-lora" and decision.tier == 3
     assert [e.match for e in decision.extraction.evidence if e.kind == "embedding"] == [
         "p(python) 0.90 (sentence 0.60, words 0.95)"]
@@ -878,7 +878,7 @@ def test_tier3_leaves_code_in_no_named_language_to_the_base_model(lexicon):
         decision = sure.route(Task(objective=text))
         assert decision.specialist is None and decision.fallback_reason == NO_DOMAIN_MATCH, text
     # a task that asks for no code still goes where tier 3 says
-    assert sure.route(Task(objective="The nightly job is slow again")).specialist == "python-lora"
+    assert sure.route(Task(objective="The weekly step is slow again")).specialist == "python-lora"
 
 
 def test_looks_technical():
