@@ -1137,8 +1137,11 @@ def _without_negated_tools(lower: bytes, separated: bytes, lexicon: Lexicon) -> 
     blanked = bytearray(separated)
     for match in itertools.islice(_NEGATED_TOOL.finditer(lower), _MAX_PLACES):
         word = b" " + match.group(1) + b" "
-        if not any(hit.weight >= 3 for index, first, last in lexicon.automaton.find_matches_as_indexes(word)
-                   if first == 0 and last == len(word) for hit in lexicon.payloads[index][1]):
+        # overlapping: " cuda" (the prefix needle of "cuda*") ends before " cuda " does
+        whole = [index for index, first, last
+                 in lexicon.automaton.find_matches_as_indexes(word, overlapping=True)
+                 if first == 0 and last == len(word)]
+        if not any(hit.weight >= 3 for index in whole for hit in lexicon.payloads[index][1]):
             continue
         word_start, free_end = match.start(1) + 1, match.end() + 1  # offsets in `separated`
         window_start = max(0, word_start - 40)

@@ -394,6 +394,9 @@ def test_a_version_is_no_quantity(lexicon):
 def test_a_tool_named_as_not_used_is_no_evidence_for_its_trade(lexicon):
     negated = extract(Task(objective="Our pandas-free script parses a 2 GB log with a generator."), lexicon)
     assert "pandas" not in [e.match for e in negated.evidence]
+    # a name the lexicon also has as a prefix ("cuda*") is taken back too
+    cuda_free = extract(Task(objective="Write our CUDA-free fallback for the solver"), lexicon)
+    assert "cuda" not in [e.match for e in cuda_free.evidence]
     # "X-free" that is a term of its own still counts, and so does a concept (not a tool's name)
     assert "lock free" in [e.match for e in extract(Task(objective="a lock-free queue in C++"), lexicon).evidence]
     assert "use after free" in [e.match for e in extract(Task(objective="fix the use-after-free"), lexicon).evidence]
