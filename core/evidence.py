@@ -121,7 +121,7 @@ def _quoted(lower: bytes) -> list[bytes]:
 
 def _asks_advice(lower: bytes) -> bool:
     """Whether the closing question asks for advice or a method, "should we/I ...", "how do I
-    ..." (the text ends with "?")."""
+    ...", or proposes a change, "lower the memory utilisation?" (the text ends with "?")."""
     tail = lower[max(0, len(lower) - 200):]
     start = max(tail.rfind(b". "), tail.rfind(b"; "), tail.rfind(b"? ", 0, len(tail) - 1),
                 tail.rfind(b"! "))
@@ -230,7 +230,10 @@ def _version_numbers(text: str) -> int:
 
 
 _BINARY_UNITS = (b"kib ", b"mib ", b"gib ", b"tib ")  # looked for after one search for b"ib "
-_ADVICE_ASKS = (b"should we ", b"should i ")
+_ADVICE_ASKS = (b"should we ", b"should i ",
+                # an elliptical proposal: "...; lower the memory utilisation?"
+                b"lower ", b"raise ", b"increase ", b"decrease ", b"reduce ", b"use ", b"set ",
+                b"try ", b"switch ", b"enable ", b"disable ", b"upgrade ", b"downgrade ")
 _HOW_TO_ASKS = (b"how do i ", b"how can i ", b"how should i ", b"how do we ", b"how can we ",
                 b"how should we ")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)

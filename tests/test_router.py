@@ -409,6 +409,8 @@ def test_a_closing_should_we_question_asks_advice_not_a_quantity(lexicon):
     assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
     text = "It scores 0.98 on training data and 0.61 on the holdout; how do I tell if it's overfitting?"
     assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+    text = "The server OOMs at startup with tensor parallel 2 on two 24 GB cards; lower the memory utilisation?"
+    assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
     # the same numbers with a quantity question still make one
     assert domains("A job uses 7.2 GB of 12.5 GB. How many GB are left?", lexicon) == ["math"]
 
