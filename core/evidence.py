@@ -1267,9 +1267,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         # "How do I train for a 10K in eight weeks if I can run 3K now?" asks for a method: a
         # how-to question is a word problem only when it also asks for a quantity.
         # "... 7.2 GB of 4.2 GB used; should we boost the overhead?" asks for advice, as does
-        # any question whose last sentence opens "should we/I" or "how do I" ("scores 0.98 on
-        # training and 0.61 on the holdout; how do I tell if it's overfitting?"): none of the
-        # labelled word problems asks one.
+        # any question whose last sentence opens "should we/I", "how do I" ("scores 0.98 on
+        # training and 0.61 on the holdout; how do I tell if it's overfitting?") or proposes a
+        # change ("...; lower the memory utilisation?"): no labelled word problem asks one.
         question = text.rstrip().endswith("?") and (quantity or not (
             lower.startswith(_HOW_TO_ASKS) or _asks_advice(lower)))
         numbers = _count_numbers(lower, separated, number_words) if quantity or imperative or question else 0
