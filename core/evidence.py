@@ -230,7 +230,7 @@ def _version_numbers(text: str) -> int:
 
 
 _BINARY_UNITS = (b"kib ", b"mib ", b"gib ", b"tib ")  # looked for after one search for b"ib "
-_ADVICE_ASKS = (b"should we ", b"should i ",
+_ADVICE_ASKS = (b"should we ", b"should i ", b"what should i ", b"what should we ",
                 # an elliptical proposal: "...; lower the memory utilisation?"
                 b"lower ", b"raise ", b"increase ", b"decrease ", b"reduce ", b"use ", b"set ",
                 b"try ", b"switch ", b"enable ", b"disable ", b"upgrade ", b"downgrade ")
@@ -1267,7 +1267,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         # "How do I train for a 10K in eight weeks if I can run 3K now?" asks for a method: a
         # how-to question is a word problem only when it also asks for a quantity.
         # "... 7.2 GB of 4.2 GB used; should we boost the overhead?" asks for advice, as does
-        # any question whose last sentence opens "should we/I", "how do I" ("scores 0.98 on
+        # any question whose last sentence opens "(what) should we/I", "how do I" ("scores 0.98 on
         # training and 0.61 on the holdout; how do I tell if it's overfitting?") or proposes a
         # change ("...; lower the memory utilisation?"): no labelled word problem asks one.
         question = text.rstrip().endswith("?") and (quantity or not (
