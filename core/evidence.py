@@ -434,6 +434,7 @@ _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff studen
 _ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
     share trend never median busiest common compare summarise summarize breakdown between growth
     highest lowest fewest cumulative percentage ratio missing many every differ""".split())
+_SERVERS_CLIENTS = frozenset((b"client", b"clients"))
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
@@ -1403,7 +1404,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                         or (e.domain == "null" and e.weight >= 3) for e in evidence)
             and not _any_domain_reaches(evidence, lexicon.min_score)):
         tokens = set(separated.split())
-        if (tokens & _BUSINESS_RECORDS and tokens & _ANALYSIS_WORDS
+        records = tokens & _BUSINESS_RECORDS
+        if b"server" in tokens:
+            records -= _SERVERS_CLIENTS  # "server and client locales differ": a program's client
+        if (records and tokens & _ANALYSIS_WORDS
                 and not (tokens & _FIRST_PERSON and not lower.startswith(b"tell me "))
                 and first_word not in (b"let", b"allow")):
             # ("Let visitors switch the site between English and French" asks for a feature; an

@@ -1140,3 +1140,10 @@ def test_pandas_puzzles_without_a_library_name_are_data(lexicon):
     # the csv module is still Python's, rows and all
     assert domains("Read a CSV file with the csv module and print the rows where the third column "
                    "is empty.", lexicon)[0] == "python"
+
+
+def test_a_question_about_a_business_s_records_is_data_s_but_a_program_s_client_is_no_record(lexicon):
+    kinds = lambda text: [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+    assert "analysis_question" in kinds("Which clients ordered the most last month?")
+    # beside a server, a client is the other end of a connection, not a customer
+    assert "analysis_question" not in kinds("The server and client clocks differ by a minute.")
