@@ -434,7 +434,13 @@ _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff studen
 _ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
     share trend never median busiest common compare summarise summarize breakdown between growth
     highest lowest fewest cumulative percentage ratio missing many every differ""".split())
-_SERVERS_CLIENTS = frozenset((b"client", b"clients"))
+# A record's noun in a program's sense, known by the words beside it: "server and client locales
+# differ" (a connection's other end), "listeners left behind on destroyed elements" (an event's).
+_TECHNICAL_SENSES = {
+    **dict.fromkeys((b"client", b"clients"), frozenset((b"server", b"servers"))),
+    **dict.fromkeys((b"listeners",), frozenset((
+        b"event", b"events", b"element", b"elements", b"dom", b"handler", b"handlers"))),
+}
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
@@ -1404,9 +1410,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                         or (e.domain == "null" and e.weight >= 3) for e in evidence)
             and not _any_domain_reaches(evidence, lexicon.min_score)):
         tokens = set(separated.split())
-        records = tokens & _BUSINESS_RECORDS
-        if b"server" in tokens:
-            records -= _SERVERS_CLIENTS  # "server and client locales differ": a program's client
+        records = {r for r in tokens & _BUSINESS_RECORDS
+                   if not tokens & _TECHNICAL_SENSES.get(r, frozenset())}
         if (records and tokens & _ANALYSIS_WORDS
                 and not (tokens & _FIRST_PERSON and not lower.startswith(b"tell me "))
                 and first_word not in (b"let", b"allow")):

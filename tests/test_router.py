@@ -1142,8 +1142,11 @@ def test_pandas_puzzles_without_a_library_name_are_data(lexicon):
                    "is empty.", lexicon)[0] == "python"
 
 
-def test_a_question_about_a_business_s_records_is_data_s_but_a_program_s_client_is_no_record(lexicon):
+def test_a_question_about_a_business_s_records_is_data_s_but_a_program_s_clients_are_no_records(lexicon):
     kinds = lambda text: [e.kind for e in extract(Task(objective=text), lexicon).evidence]
     assert "analysis_question" in kinds("Which clients ordered the most last month?")
     # beside a server, a client is the other end of a connection, not a customer
     assert "analysis_question" not in kinds("The server and client clocks differ by a minute.")
+    # nor is a listener beside an element: an event's
+    assert "analysis_question" not in kinds(
+        "Listeners are left behind on destroyed elements on sites whose page changes.")
