@@ -125,7 +125,10 @@ def _asks_advice(lower: bytes) -> bool:
     tail = lower[max(0, len(lower) - 200):]
     start = max(tail.rfind(b". "), tail.rfind(b"; "), tail.rfind(b"? ", 0, len(tail) - 1),
                 tail.rfind(b"! "))
-    return tail[start + 2 if start >= 0 else 0:].lstrip().startswith(_ADVICE_ASKS + _HOW_TO_ASKS)
+    closing = tail[start + 2 if start >= 0 else 0:].lstrip()
+    # "...; why, and how do I speed it up?": a method asked for after a lead-in
+    return closing.startswith(_ADVICE_ASKS + _HOW_TO_ASKS) or any(
+        b" " + ask in closing for ask in _HOW_TO_ASKS)
 
 
 def _count_numbers(lower: bytes, separated: bytes, number_words: int) -> int:
