@@ -120,8 +120,9 @@ def _quoted(lower: bytes) -> list[bytes]:
 
 
 def _asks_advice(lower: bytes) -> bool:
-    """Whether the closing question asks for advice or a method, "should we/I ...", "how do I
-    ...", or proposes a change, "lower the memory utilisation?" (the text ends with "?")."""
+    """Whether the closing question asks for advice or a method, "(what) should we/I ...", "how
+    do I ..." (also after a lead-in: "...; why, and how do I speed it up?"), or proposes a change,
+    "lower the memory utilisation?" (the text ends with "?")."""
     tail = lower[max(0, len(lower) - 200):]
     start = max(tail.rfind(b". "), tail.rfind(b"; "), tail.rfind(b"? ", 0, len(tail) - 1),
                 tail.rfind(b"! "))

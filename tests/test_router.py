@@ -409,8 +409,10 @@ def test_a_closing_question_for_advice_or_a_method_is_no_word_problem(lexicon):
     for text in ("Executors are lost with 7.2 GB of 4.2 GB virtual memory used; should we boost it?",
                  "It scores 0.98 on training and 0.61 on the holdout; how do I tell if it's overfitting?",
                  "It OOMs with tensor parallel 2 on two 24 GB cards; lower the memory utilisation?",
-                 "What should I cook for eight people when two are vegetarian and one can't eat gluten?",
-                 "Reading 60 folders of 1,400 files of 100 KB each times out; why, and how do I speed it up?"):
+                 "What should I cook for eight people when two are vegetarian and one can't eat "
+                 "gluten?",
+                 "Reading 60 folders of 1,400 files of 100 KB each times out; why, and how do I "
+                 "speed it up?"):
         assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
     # the same numbers with a quantity question still make one
     assert domains("A job uses 7.2 GB of 12.5 GB. How many GB are left?", lexicon) == ["math"]
@@ -1143,8 +1145,10 @@ def test_pandas_puzzles_without_a_library_name_are_data(lexicon):
                    "is empty.", lexicon)[0] == "python"
 
 
-def test_a_question_about_a_business_s_records_is_data_s_but_a_program_s_clients_are_no_records(lexicon):
-    kinds = lambda text: [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_records(lexicon):
+    def kinds(text):
+        return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+
     assert "analysis_question" in kinds("Which clients ordered the most last month?")
     # beside a server, a client is the other end of a connection, not a customer
     assert "analysis_question" not in kinds("The server and client clocks differ by a minute.")
