@@ -292,7 +292,8 @@ _SYSTEM_OBJECTS = frozenset([
     "tty", "dirs stack", "directory stack", "pseudo-terminal", "pseudo terminal", "mount points",
     "mounts", "to user", "switch user", "permissions", "jobs running", "file name", "file names",
     "numbers from", "exit code", "process tree", "processors", "last boot", "output of history",
-    "elapsed time", "random number", "random line", "software repositories", "ns servers",
+    "elapsed time", "random number", "random line", "software repositories", "ns servers", "man page",
+    "man pages", "manual page", "manual pages",
     "process ids", "built-in", "current job", "child process", "child processes",
     "positional parameters", "system date", "logged on", "terminal screen", "in-memory history",
     "hardware platform", "mimetype", "mime type", "fingerprint", "http", "https", "boot time",
@@ -1608,6 +1609,25 @@ def sharing_domains(extraction: Extraction, lexicon: Lexicon) -> tuple[str, ...]
         return ()
     return _shared_language_files(extraction.evidence, extraction.domains[0], lexicon,
                                   ("file", "text_file"))[0]
+
+
+# router.toml's weight for a word that names its trade on its own
+_UNAMBIGUOUS = 4.0
+
+
+def lead_rests_on_words(extraction: Extraction, lexicon: Lexicon) -> bool:
+    """Whether the leading domain's case is words alone, which tier 3 may weigh against its
+    own: no code in the task, no shell one-liner, no file of the task's but a ``.py`` file
+    (which every trade writes), and no word that names the trade on its own (weight 4: "nvcc",
+    "Node.js", "C++")."""
+    top = extraction.domains[0]
+    for item in extraction.evidence:
+        if item.domain != top or item.weight <= 0:
+            continue
+        if item.weight >= _UNAMBIGUOUS or item.kind in ("code", "shell_task") or (
+                item.kind in ("file", "file_word") and _file_kind(item) not in lexicon.shared_extensions):
+            return False
+    return True
 
 
 def _ranked(scores: dict[str, float]) -> list[tuple[str, float]]:

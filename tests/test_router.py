@@ -752,7 +752,7 @@ class FixedEmbedder:
         return dict(self.sims)
 
 
-def test_tier3_only_when_tiers_1_2_find_nothing(lexicon):
+def test_tier3_when_tiers_1_2_find_nothing_or_only_words(lexicon):
     embedder = FixedEmbedder({"python": 0.9, "cuda": 0.1, "null": 0.2})
     router = Router(RoutingTable.seed(), lexicon=lexicon, embedder=embedder, embedding_threshold=0.7)
     clear = router.route(Task(objective="Write a CUDA kernel"))
@@ -760,9 +760,47 @@ def test_tier3_only_when_tiers_1_2_find_nothing(lexicon):
     vague = router.route(Task(objective="Make the thing faster please"))
     assert vague.specialist == "python-lora" and vague.tier == 3 and embedder.calls == 1
     assert any(e.kind == "embedding" for e in vague.extraction.evidence)
-    # a tie between two domains stays with tiers 1-2 (tier 3's tie-breaks measured worse)
+    # a tie between two trades that name themselves stays with tiers 1-2: tier 3 is not asked
     tie = router.route(Task(objective="Benchmark the CUDA kernel from a Python script"))
     assert len(tie.extraction.domains) == 2 and tie.tier != 3 and embedder.calls == 1
+
+
+def test_tier3_overrules_a_lead_that_rests_on_words_only_when_sure(lexicon):
+    task = Task(objective="The nightly query takes minutes on the big table")
+    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "data-lora"
+    sure = FixedEmbedder({"devops": 0.99, "data": 0.005, "null": 0.005})
+    decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(task)
+    assert decision.specialist == "devops-lora" and decision.tier == 3
+    assert ("devops", "p(devops) 0.99") in {(e.domain, e.match) for e in decision.extraction.evidence}
+    # under overrule_threshold (0.98) the words decide, and tier 3's view is kept for the console
+    unsure = FixedEmbedder({"devops": 0.9, "data": 0.05, "null": 0.05})
+    decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=unsure).route(task)
+    assert decision.specialist == "data-lora" and decision.extraction.similarities["devops"] == 0.9
+    assert Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure,
+                  overrule_threshold=0.995).route(task).specialist == "data-lora"
+    # a .py file is every trade's: with Python's words it does not hold the lead against a sure
+    # tier 3 (no word names Python on its own here)
+    generator = Task(objective="Use a generator instead of building the whole list in the export "
+                               "script.", context_refs=["jobs/export.py"])
+    assert Router(RoutingTable.seed(), lexicon=lexicon).route(generator).specialist == "python-lora"
+    sure_data = FixedEmbedder({"data": 0.99, "python": 0.005, "null": 0.005})
+    assert Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure_data).route(
+        generator).specialist == "data-lora"
+
+
+def test_tier3_does_not_overrule_files_code_commands_or_a_trades_own_name(lexicon):
+    sure = FixedEmbedder({"docs": 0.999, "null": 0.001})
+    router = Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure)
+    settings = "Cache the parsed settings so startup stops reading the 300 MB file on every launch."
+    for objective, refs, specialist in (
+            (settings, ["src/settings.ts"], "web-lora"),  # the task's own file, in one trade's language
+            ("Benchmark the CUDA kernel", [], "cuda-lora"),  # a word that names its trade (weight 4)
+            ("View manual page of find utility", [], "devops-lora"),  # a shell one-liner
+            ("Fix this:\n\n#include <stdio.h>\nint main(void) { printf(\"%d\\n\", 1 / 0); }",
+             [], "systems-lora")):  # code in the task
+        assert router.route(Task(objective=objective, context_refs=refs)).specialist == specialist, \
+            objective
+    assert sure.calls == 0
 
 
 def test_the_words_say_whose_python_a_py_file_is(lexicon):
@@ -792,13 +830,13 @@ def test_tier3_says_whose_python_a_py_file_is_when_no_word_does(lexicon):
     unsure = FixedEmbedder({"data": 0.75, "python": 0.2, "null": 0.05})
     assert Router(RoutingTable.seed(), lexicon=lexicon, embedder=unsure).route(task).specialist \
         == "python-lora"
-    # a Python word, not only the extension: tier 3 is not asked
+    # a Python word, not only the extension: the words decide (0.9 is too unsure to overrule them)
     worded = Task(objective="Compute the median delivery time per courier in the pytest fixture.",
                   context_refs=["jobs/courier_times.py"])
-    asked = sure.calls
     assert Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(worded).specialist \
-        == "python-lora" and sure.calls == asked
-    # an extension that names one trade (.tsx) is not shared: tier 3 is not asked either
+        == "python-lora"
+    # an extension that names one trade (.tsx) is not shared: tier 3 is not asked
+    asked = sure.calls
     Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure).route(
         Task(objective="Compute the totals per courier", context_refs=["src/Couriers.tsx"]))
     assert sure.calls == asked
@@ -924,6 +962,19 @@ def test_tier3_routes_what_tiers_1_2_cannot_name(real_embedder, lexicon):
     router = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder)
     decision = router.route(Task(objective=text))
     assert decision.specialist == "web-lora" and decision.tier == 3
+
+
+def test_real_tier3_overrules_words_that_name_another_trade(real_embedder, lexicon):
+    # A holdout task tiers 1-2 still send to devops ("command line", "config file"): a Python
+    # program's error message, and tier 3 is sure of it.
+    task = Task(objective="Our command-line tool prints a traceback when the config file is missing; "
+                          "show a one-line message instead.")
+    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "devops-lora"
+    decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder).route(task)
+    assert decision.specialist == "python-lora" and decision.tier == 3
+    never = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder,
+                   overrule_threshold=1.01)
+    assert never.route(task).specialist == "devops-lora"
 
 
 def test_prototypes_separate_labelled_clusters_deterministically():
