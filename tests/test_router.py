@@ -884,7 +884,7 @@ def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
     assert router.route(Task(objective="Make it faster")).fallback_reason == NO_DOMAIN_MATCH
     # an identifier's shape or a failure word lowers it to 0.5, and the evidence says why
     for text in ("The load_all_items call never returns", "getUserName is slow",
-                 "The worker hangs after the third job", "Pickling fails with an exception"):
+                 "The worker hangs after the third job", "Saving the snapshot fails with an exception"):
         decision = router.route(Task(objective=text))
         assert decision.specialist == "python-lora" and decision.tier == 3, text
         assert any(e.kind == "embedding" and e.match.endswith("technical text")
