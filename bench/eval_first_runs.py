@@ -25,19 +25,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.embeddings import (EXAMPLES_FILE, LABELLED_FILE, DomainEmbedder, _softmax,  # noqa: E402
-                             _tf_idf, joint_probabilities, train_prototypes, train_word_model,
-                             training_examples, word_counts)
-from core.evidence import Evidence, Extraction, Lexicon, Task  # noqa: E402
+from core.embeddings import LABELLED_FILE, DomainEmbedder, joint_probabilities  # noqa: E402
+from core.evidence import Evidence, Extraction, Task  # noqa: E402
 from core.router import Router, RoutingTable, domain_of  # noqa: E402
-from eval_tier3 import Fixed  # noqa: E402  (this folder is the script's sys.path[0])
+from eval_tier3 import Fixed, HoldoutModels  # noqa: E402  (this folder is sys.path[0])
 
 FIRST_RUNS = Path(__file__).with_name("first_runs.tsv")
 
@@ -72,15 +69,8 @@ def batch_of(row: dict) -> int:
 def tier3_before(holdout: list[dict], batches: dict[int, str], chunk: int) -> dict[str, dict]:
     """Each round's tier 3 probabilities from models trained only on the rounds before its chunk."""
     import numpy as np
-    from scipy.sparse import vstack
 
-    base_pairs = training_examples(tomllib.loads(EXAMPLES_FILE.read_text()), labelled=None)
-    embedder = DomainEmbedder.load()
-    base_x = embedder.embed([text for text, _ in base_pairs])
-    hold_x = embedder.embed([row["objective"] for row in holdout])
-    base_c = word_counts([text for text, _ in base_pairs], embedder.vectorisers)
-    hold_c = word_counts([row["objective"] for row in holdout], embedder.vectorisers)
-    labels = np.array([row["expected"] or "null" for row in holdout])
+    models = HoldoutModels(holdout, DomainEmbedder.load())
     numbers = np.array([batch_of(row) for row in holdout])
     probabilities = {}
     first, last = min(batches), max(batches)
@@ -89,12 +79,8 @@ def tier3_before(holdout: list[dict], batches: dict[int, str], chunk: int) -> di
         if not test.any():
             continue
         train = numbers < start
-        train_labels = [label for _, label in base_pairs] + list(labels[train])
-        classes, weights, biases = train_prototypes(np.vstack([base_x, hold_x[train]]), train_labels)
-        _, idf, word_weights, word_biases = train_word_model(
-            vstack([base_c, hold_c[train]]).tocsr(), train_labels)
-        joint = joint_probabilities(_softmax(hold_x[test] @ weights + biases),
-                                    _softmax(_tf_idf(hold_c[test], idf) @ word_weights.T + word_biases))
+        classes, sentence, lexical = models.scores(train, test)
+        joint = joint_probabilities(sentence, lexical)
         for row, p in zip((r for r, t in zip(holdout, test) if t), joint):
             probabilities[row["id"]] = dict(zip(classes, map(float, p)))
         print(f"  tier 3 for rounds {start}-{min(start + chunk, last + 1) - 1}: trained on "
@@ -147,7 +133,11 @@ def main() -> int:
     probabilities = tier3_before(holdout, batches, args.chunk)
     then = extractions_then(by_commit)
 
-    table, lexicon = RoutingTable.seed(), Lexicon.load()
+    table = RoutingTable.seed()
+    router = Router(table, embedding_threshold=args.threshold,
+                    overrule_threshold=args.overrule_threshold)
+    # today's tier 3 on the extraction tiers 1-2 made then
+    router.extract = lambda task: router.weigh_tier3(task, rebuilt(then[task.id]["extraction"]))
     right12: Counter = Counter()
     right123: Counter = Counter()
     total: Counter = Counter()
@@ -155,14 +145,9 @@ def main() -> int:
     for row in rounds:
         want = row["expected"]
         old = then[row["id"]]
-        embedder = Fixed({row["objective"]: probabilities[row["id"]]})
-        router = Router(table, lexicon=lexicon, embedder=embedder,
-                        embedding_threshold=args.threshold,
-                        overrule_threshold=args.overrule_threshold)
-        task = Task(objective=row["objective"], context_refs=row["context_refs"])
-        extraction = rebuilt(old["extraction"])
-        router.extract = lambda task, extraction=extraction, router=router: \
-            router.weigh_tier3(task, extraction)
+        task = Task(id=row["id"], objective=row["objective"], context_refs=row["context_refs"])
+        # per task, not per text: a text asked in two rounds has each round's probabilities
+        router.embedder = Fixed({row["objective"]: probabilities[row["id"]]})
         got = domain_of(router.route(task), table)
         domain = want or "null"
         total[domain] += 1

@@ -21,6 +21,7 @@ import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,6 +50,36 @@ class Fixed:
 
     def similarities(self, text: str) -> dict[str, float]:
         return self.probabilities[text]
+
+
+class HoldoutModels:
+    """The domain examples and the holdout, embedded and counted once; tier 3's two models
+    trained on the examples and any part of the holdout, scoring any other part."""
+
+    def __init__(self, holdout: list[dict], embedder: DomainEmbedder):
+        import numpy as np
+
+        self.base_pairs = training_examples(tomllib.loads(EXAMPLES_FILE.read_text()), labelled=None)
+        base_texts = [text for text, _ in self.base_pairs]
+        hold_texts = [row["objective"] for row in holdout]
+        self.base_x, self.hold_x = embedder.embed(base_texts), embedder.embed(hold_texts)
+        self.base_c = word_counts(base_texts, embedder.vectorisers)
+        self.hold_c = word_counts(hold_texts, embedder.vectorisers)
+        self.labels = np.array([row["expected"] or "null" for row in holdout])
+
+    def scores(self, train: Any, test: Any) -> tuple[list[str], Any, Any]:
+        """(classes, sentence model's, lexical model's probabilities) for the ``test`` rows, both
+        models trained on the examples and the ``train`` rows (boolean masks over the holdout)."""
+        import numpy as np
+        from scipy.sparse import vstack
+
+        labels = [label for _, label in self.base_pairs] + list(self.labels[train])
+        classes, weights, biases = train_prototypes(np.vstack([self.base_x, self.hold_x[train]]),
+                                                    labels)
+        _, idf, word_weights, word_biases = train_word_model(
+            vstack([self.base_c, self.hold_c[train]]).tocsr(), labels)
+        return (classes, _softmax(self.hold_x[test] @ weights + biases),
+                _softmax(_tf_idf(self.hold_c[test], idf) @ word_weights.T + word_biases))
 
 
 def pipeline(rows: list[dict], embedder) -> tuple[int, int, Counter]:
@@ -88,17 +119,10 @@ def main() -> int:
     VERBOSE, THRESHOLD = args.changes, args.threshold
     import numpy as np
 
-    examples = tomllib.loads(EXAMPLES_FILE.read_text())
-    base_pairs = training_examples(examples, labelled=None)
     holdout, dev = rows_of(LABELLED_FILE), rows_of(DEV) if DEV.exists() else []
     int8 = DomainEmbedder.load()
-    base_x = int8.embed([text for text, _ in base_pairs])
-    hold_x = int8.embed([row["objective"] for row in holdout])
-    from scipy.sparse import vstack
-
-    base_c = word_counts([text for text, _ in base_pairs], int8.vectorisers)
-    hold_c = word_counts([row["objective"] for row in holdout], int8.vectorisers)
-    labels = np.array([row["expected"] or "null" for row in holdout])
+    models = HoldoutModels(holdout, int8)
+    hold_x, labels = models.hold_x, models.labels
     batches = np.array([row["id"].rsplit("-", 1)[0] for row in holdout])
     order = list(dict.fromkeys(batches))
     if args.folds:
@@ -112,13 +136,7 @@ def main() -> int:
     probabilities: dict[str, dict[str, float]] = {}
     alone = {"sentence": 0, "lexical": 0, "both": 0}
     for test in groups:
-        train_labels = [label for _, label in base_pairs] + list(labels[~test])
-        classes, weights, biases = train_prototypes(np.vstack([base_x, hold_x[~test]]),
-                                                    train_labels)
-        _, idf, word_weights, word_biases = train_word_model(
-            vstack([base_c, hold_c[~test]]).tocsr(), train_labels)
-        sentence = _softmax(hold_x[test] @ weights + biases)
-        lexical = _softmax(_tf_idf(hold_c[test], idf) @ word_weights.T + word_biases)
+        classes, sentence, lexical = models.scores(~test, test)
         both = joint_probabilities(sentence, lexical)
         for name, p in (("sentence", sentence), ("lexical", lexical), ("both", both)):
             alone[name] += int((np.array(classes)[p.argmax(axis=1)] == labels[test]).sum())

@@ -226,6 +226,7 @@ class Router:
             return extraction
         if extraction.domains:
             shared = self._trade_of_shared_language(task, extraction)
+            # a new extraction: tier 3 gave the .py file to a trade that writes Python too
             if shared is not extraction or not lead_rests_on_words(extraction, self.lexicon):
                 return shared
             return self._words_overruled(task, extraction)
