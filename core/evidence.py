@@ -309,6 +309,10 @@ _SYSTEM_OBJECTS = frozenset([
     "compress program", "access log", "access logs", "error log", "log file", "log files",
     "as user", "as root", "variables", "empty environment"])
 _SHELL_TASK_MAX = 200  # characters
+# Verbs a shell command and a change to a program share ("Replace foo with bar in all .txt files",
+# "Make the embedded web server handle two clients at once"): with them a machine's object (a
+# server, a CPU) makes no one-liner of a text a trade already has words for.
+_CHANGE_VERBS = frozenset((b"make", b"replace", b"change", b"update", b"add", b"set", b"convert"))
 _COMMAND_LINE_MAX = 400  # a one-liner is short: the longest nl2bash request is ~300 characters
 # A glob over files of a kind ("*.sh", "*.txt"), the way a shell names them.
 _GLOB = re.compile(rb"\*\.[a-z0-9]")
@@ -1367,7 +1371,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 or command or (b"." in marks and _PLAIN_FILE.search(lower))
                 or (b"*" in lower and _GLOB.search(lower))
                 or (len(text) <= _SHELL_TASK_MAX and (
-                    bool(lexicon.system_objects.find_matches_as_indexes(separated))
+                    (bool(lexicon.system_objects.find_matches_as_indexes(separated))
+                     and not (verb in _CHANGE_VERBS
+                              and _any_domain_reaches(evidence, lexicon.min_score)))
                     or ("$" in text and _SHELL_VARIABLE.search(text))
                     # quoted arguments alone are a command line only when no trade has its say:
                     # "Set the 'Content-Security-Policy' header in the Express app" is web's

@@ -455,6 +455,12 @@ def test_shell_one_liner_is_devops(lexicon):
     # a plural noun that could be a verb's third person opens a report, not a command
     assert "shell_task" not in [e.kind for e in extract(Task(
         objective="Pages in nested folders don't get a link in the sidebar"), lexicon).evidence]
+    # a verb a change to a program shares with the shell, and a machine's object, make no
+    # one-liner of a text a trade has words for; the machine's state alone still does
+    assert domains("Make the embedded web server handle two clients at once without an "
+                   "operating system", lexicon) == [
+        "systems"]
+    assert domains("Make directory foo on the server", lexicon) == ["devops"]
     # a task that comes with a source file changes that file, whatever its first verb
     assert domains("Convert the recursive directory walker to an iterative one", lexicon,
                    ["src/walk.cpp"]) == ["systems"]
