@@ -1357,7 +1357,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             verb, _, rest = rest.partition(b" ")[2].partition(b" ")  # "Case-insensitive search for"
         if (verb.endswith(b"ly") or verb in _LEADING_ADVERBS) and rest:
             verb = rest.split(None, 1)[0]  # "Automatically log into", "Force delete": the verb is next
-        shell_verb = not asked and (verb in _SHELL_VERBS or (
+        # "report.ipynb takes 20 minutes...": a file's name opens the text, not a verb
+        named_file = lower.startswith(verb + b".") and lower[len(verb) + 1:len(verb) + 2].isalpha()
+        shell_verb = not asked and not named_file and (verb in _SHELL_VERBS or (
             verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
             verb == b"keep" and rest.startswith(b"only ")))  # not "Keep the API secret out of ..."
         # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime

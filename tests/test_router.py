@@ -461,6 +461,9 @@ def test_shell_one_liner_is_devops(lexicon):
                    "operating system", lexicon) == [
         "systems"]
     assert domains("Make directory foo on the server", lexicon) == ["devops"]
+    # a file's name that opens the text is no verb: "report.ipynb" does not "report"
+    assert domains("report.ipynb takes 20 minutes because it recomputes everything from the raw "
+                   "logs", lexicon) == ["data"]
     # a task that comes with a source file changes that file, whatever its first verb
     assert domains("Convert the recursive directory walker to an iterative one", lexicon,
                    ["src/walk.cpp"]) == ["systems"]
