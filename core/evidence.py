@@ -121,7 +121,8 @@ def _quoted(lower: bytes) -> list[bytes]:
 
 def _asks_advice(lower: bytes) -> bool:
     """Whether the closing question asks for advice or a method, "(what) should we/I ...", "how
-    do I ..." (also after a lead-in: "...; why, and how do I speed it up?"), or proposes a change,
+    do I ..." (also after a lead-in: "...; why, and how do I speed it up?", "..., and what would
+    help?"), or proposes a change,
     "lower the memory utilisation?" (the text ends with "?")."""
     tail = lower[max(0, len(lower) - 200):]
     start = max(tail.rfind(b". "), tail.rfind(b"; "), tail.rfind(b"? ", 0, len(tail) - 1),
@@ -129,7 +130,7 @@ def _asks_advice(lower: bytes) -> bool:
     closing = tail[start + 2 if start >= 0 else 0:].lstrip()
     # "...; why, and how do I speed it up?": a method asked for after a lead-in
     return closing.startswith(_ADVICE_ASKS + _HOW_TO_ASKS) or any(
-        b" " + ask in closing for ask in _HOW_TO_ASKS)
+        b" " + ask in closing for ask in _HOW_TO_ASKS + _HELP_ASKS)
 
 
 def _count_numbers(lower: bytes, separated: bytes, number_words: int) -> int:
@@ -240,6 +241,8 @@ _ADVICE_ASKS = (b"should we ", b"should i ", b"what should i ", b"what should we
                 b"try ", b"switch ", b"enable ", b"disable ", b"upgrade ", b"downgrade ")
 _HOW_TO_ASKS = (b"how do i ", b"how can i ", b"how should i ", b"how do we ", b"how can we ",
                 b"how should we ")
+# "...how close is it to the limit, and what would help?": a remedy asked for after the numbers
+_HELP_ASKS = (b"what would help", b"what could help", b"what can we do", b"what can i do")
 _QUESTION_OPENERS = frozenset(lead.split(b" ", 1)[0] for lead in _QUESTION_LEADS)
 _COMMAND_ASKS = (b"which command ", b"what command ", b"which shell command ")
 # A command's own name as the first word is a shell task whatever follows ("ssh into the box").

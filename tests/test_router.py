@@ -412,7 +412,9 @@ def test_a_closing_question_for_advice_or_a_method_is_no_word_problem(lexicon):
                  "What should I cook for eight people when two are vegetarian and one can't eat "
                  "gluten?",
                  "Reading 60 folders of 1,400 files of 100 KB each times out; why, and how do I "
-                 "speed it up?"):
+                 "speed it up?",
+                 "A kernel reads 4 GB and writes 4 GB in 10 ms on a card with 900 GB/s of "
+                 "bandwidth. How close is it to the limit, and what would help?"):
         assert "word_problem" not in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
     # the same numbers with a quantity question still make one
     assert domains("A job uses 7.2 GB of 12.5 GB. How many GB are left?", lexicon) == ["math"]
