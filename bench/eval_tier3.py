@@ -34,7 +34,7 @@ from core.router import Router, RoutingTable, domain_of  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 VERBOSE = False
-THRESHOLD = None  # the router's default
+ROUTER_OPTIONS: dict = {}  # thresholds given on the command line; the router's defaults otherwise
 BASE_MOVED = "base model's task sent to a specialist"
 
 
@@ -86,7 +86,7 @@ def pipeline(rows: list[dict], embedder) -> tuple[int, int, Counter]:
     """Right answers with tiers 1+2 and with tiers 1+2+3; how tier 3 changed decisions."""
     table = RoutingTable.seed()
     plain = Router(table)
-    full = Router(table, embedder=embedder, **({"embedding_threshold": THRESHOLD} if THRESHOLD else {}))
+    full = Router(table, embedder=embedder, **ROUTER_OPTIONS)
     right12 = right123 = 0
     changes: Counter = Counter()
     for row in rows:
@@ -111,12 +111,18 @@ def main() -> int:
     parser.add_argument("--only", choices=["sentence", "lexical"],
                         help="Route the holdout with one of the two models alone.")
     parser.add_argument("--threshold", type=float, help="Tier 3's threshold (default: the router's).")
+    parser.add_argument("--hinted-threshold", type=float,
+                        help="Tier 3's threshold when tiers 1-2 found too few words of its domain.")
     parser.add_argument("--folds", type=int, default=0,
                         help="Score the holdout in this many folds of whole batches instead of "
                              "leaving one batch out at a time.")
     args = parser.parse_args()
-    global VERBOSE, THRESHOLD
-    VERBOSE, THRESHOLD = args.changes, args.threshold
+    global VERBOSE
+    VERBOSE = args.changes
+    for option, value in [("embedding_threshold", args.threshold),
+                          ("hinted_text_threshold", args.hinted_threshold)]:
+        if value is not None:
+            ROUTER_OPTIONS[option] = value
     import numpy as np
 
     holdout, dev = rows_of(LABELLED_FILE), rows_of(DEV) if DEV.exists() else []

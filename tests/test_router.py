@@ -910,6 +910,26 @@ def test_tier3_decides_on_less_for_a_text_that_looks_technical(lexicon):
     assert strict.route(Task(objective="The worker hangs after a job")).specialist is None
 
 
+def test_tier3_decides_on_less_where_tiers_1_2_found_a_few_of_its_words(lexicon):
+    text = "The sales figures look off this month"  # data's "sales", too little to decide alone
+    assert extract(Task(objective=text), lexicon).scores == {"data": 1.5}
+    hinted = Router(RoutingTable.seed(), lexicon=lexicon,
+                    embedder=FixedEmbedder({"data": 0.55, "web": 0.2, "null": 0.25}))
+    decision = hinted.route(Task(objective=text))
+    assert hinted.hinted_text_threshold == 0.5
+    assert decision.specialist == "data-lora" and decision.tier == 3
+    assert any(e.kind == "embedding" and e.match.endswith("a few of its words")
+               for e in decision.extraction.evidence)
+    # a domain tiers 1-2 found no word of still needs 0.8
+    unhinted = Router(RoutingTable.seed(), lexicon=lexicon,
+                      embedder=FixedEmbedder({"web": 0.55, "data": 0.2, "null": 0.25}))
+    assert unhinted.route(Task(objective=text)).fallback_reason == NO_DOMAIN_MATCH
+    # ... and the lower threshold can be turned off
+    strict = Router(RoutingTable.seed(), lexicon=lexicon, hinted_text_threshold=0.8,
+                    embedder=FixedEmbedder({"data": 0.55, "web": 0.2, "null": 0.25}))
+    assert strict.route(Task(objective=text)).specialist is None
+
+
 def test_tier3_evidence_names_each_models_probability(lexicon):
     class TwoModels(FixedEmbedder):
         def model_similarities(self, text):
