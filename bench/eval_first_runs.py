@@ -16,7 +16,7 @@ set. Scoring them with today's router flatters it. This script rebuilds the firs
 
 Needs the repository's git history and the embeddings extra; about 5 minutes here.
 Run: .venv/bin/python bench/eval_first_runs.py [--overrule-threshold P] [--threshold P]
-     [--hinted-threshold P]
+     [--hinted-threshold P] [--long-threshold P]
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ def main() -> int:
                         help="How sure tier 3 must be to overrule a lead of words (above 1: never).")
     parser.add_argument("--hinted-threshold", type=float, default=0.5,
                         help="... when tiers 1-2 found words of that domain, too few to decide.")
+    parser.add_argument("--long-threshold", type=float, default=0.6,
+                        help="... when the text has 8 words or more.")
     args = parser.parse_args()
 
     batches = first_runs()
@@ -139,7 +141,8 @@ def main() -> int:
     table = RoutingTable.seed()
     router = Router(table, embedding_threshold=args.threshold,
                     overrule_threshold=args.overrule_threshold,
-                    hinted_text_threshold=args.hinted_threshold)
+                    hinted_text_threshold=args.hinted_threshold,
+                    long_text_threshold=args.long_threshold)
     # today's tier 3 on the extraction tiers 1-2 made then
     router.extract = lambda task: router.weigh_tier3(task, rebuilt(then[task.id]["extraction"]))
     right12: Counter = Counter()
@@ -164,9 +167,9 @@ def main() -> int:
             changed["fixed" if got == want else "broke" if old["routed"] == want else "other"] += 1
     n, r12, r123 = sum(total.values()), sum(right12.values()), sum(right123.values())
     print(f"first runs of {n} tasks (overrule at {args.overrule_threshold}, threshold "
-          f"{args.threshold}, hinted {args.hinted_threshold}): tiers 1+2 {r12} = {r12 / n:.1%}; "
-          f"tiers 1+2+3 {r123} = {r123 / n:.1%} (tier 3 fixed {changed['fixed']}, broke "
-          f"{changed['broke']}, other {changed['other']})")
+          f"{args.threshold}, hinted {args.hinted_threshold}, long {args.long_threshold}): "
+          f"tiers 1+2 {r12} = {r12 / n:.1%}; tiers 1+2+3 {r123} = {r123 / n:.1%} (tier 3 fixed "
+          f"{changed['fixed']}, broke {changed['broke']}, other {changed['other']})")
     for domain in sorted(total):
         print(f"  {domain:8s} {right12[domain]:4d} / {total[domain]:4d} = "
               f"{right12[domain] / total[domain]:6.1%}   {right123[domain]:4d} = "

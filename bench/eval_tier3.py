@@ -113,6 +113,8 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, help="Tier 3's threshold (default: the router's).")
     parser.add_argument("--hinted-threshold", type=float,
                         help="Tier 3's threshold when tiers 1-2 found too few words of its domain.")
+    parser.add_argument("--long-threshold", type=float,
+                        help="Tier 3's threshold for a text of 8 words or more.")
     parser.add_argument("--folds", type=int, default=0,
                         help="Score the holdout in this many folds of whole batches instead of "
                              "leaving one batch out at a time.")
@@ -120,7 +122,8 @@ def main() -> int:
     global VERBOSE
     VERBOSE = args.changes
     for option, value in [("embedding_threshold", args.threshold),
-                          ("hinted_text_threshold", args.hinted_threshold)]:
+                          ("hinted_text_threshold", args.hinted_threshold),
+                          ("long_text_threshold", args.long_threshold)]:
         if value is not None:
             ROUTER_OPTIONS[option] = value
     import numpy as np

@@ -448,6 +448,8 @@ def load_embedder(enabled: bool, settings: Settings, registry: Any = None):
 @click.option("--hinted-threshold", type=float, default=0.5, show_default=True,
               help="... when tiers 1-2 found words of that domain, too few to decide; "
                    "at most --threshold.")
+@click.option("--long-threshold", type=float, default=0.6, show_default=True,
+              help="... when the text has 8 words or more; at most --threshold.")
 @click.option("--overrule-threshold", type=float, default=0.98, show_default=True,
               help="Tier 3 probability another domain needs to overrule tiers 1-2 when their "
                    "lead rests on words alone (no file, code, command or trade's own name); "
@@ -457,7 +459,8 @@ def load_embedder(enabled: bool, settings: Settings, registry: Any = None):
 @click.option("--max-tokens", default=64, show_default=True, help="With --run.")
 @click.pass_context
 def route(ctx, input_file, fleet, no_embeddings, threshold, technical_threshold,
-          hinted_threshold, overrule_threshold, run, explain, max_tokens) -> None:
+          hinted_threshold, long_threshold, overrule_threshold, run, explain,
+          max_tokens) -> None:
     """Route tasks; print one JSON line per task. Lines with an "expected" domain (or null) also
     get "correct", and the accuracy per domain goes to stderr. Exit 1 if any input line was bad."""
     from pydantic import ValidationError
@@ -479,7 +482,8 @@ def route(ctx, input_file, fleet, no_embeddings, threshold, technical_threshold,
     router = Router(routing_table, lexicon=lexicon,
                     embedder=load_embedder(not no_embeddings, settings, registry),
                     embedding_threshold=threshold, technical_text_threshold=technical_threshold,
-                    hinted_text_threshold=hinted_threshold, overrule_threshold=overrule_threshold)
+                    hinted_text_threshold=hinted_threshold, long_text_threshold=long_threshold,
+                    overrule_threshold=overrule_threshold)
     dispatcher = None
     if run:
         from core.dispatch import Dispatcher

@@ -193,12 +193,18 @@ def _tier3_similarities(embedder: Embedder, text: str) -> tuple[dict[str, float]
     return by_model(text) if by_model else (embedder.similarities(text), None)
 
 
+# A text of this many words or more is told at length enough for tier 3 to decide on less
+# (Router.long_text_threshold): "Fix it." is not.
+LONG_TEXT_WORDS = 8
+
+
 class Router:
     def __init__(self, table: RoutingTable, *, lexicon: Lexicon | None = None,
                  weights: ScoringWeights | None = None, embedder: Embedder | None = None,
                  embedding_threshold: float = 0.8, technical_text_threshold: float = 0.5,
                  shared_language_threshold: float = 0.8, overrule_threshold: float = 0.98,
-                 hinted_text_threshold: float = 0.5, top_candidates: int = 5):
+                 hinted_text_threshold: float = 0.5, long_text_threshold: float = 0.6,
+                 top_candidates: int = 5):
         self.table = table
         self.lexicon = lexicon or Lexicon.load()
         self.weights = weights or ScoringWeights()
@@ -208,6 +214,7 @@ class Router:
         self.shared_language_threshold = shared_language_threshold
         self.overrule_threshold = overrule_threshold
         self.hinted_text_threshold = hinted_text_threshold
+        self.long_text_threshold = long_text_threshold
         self.top_candidates = top_candidates
         self._ranked = self._rank()
 
@@ -250,20 +257,27 @@ class Router:
         # text in which tiers 1-2 found words of that domain, too few to decide ("sales" in "the
         # daily refresh of the sales report takes three hours"), hinted_text_threshold 0.5: on
         # the rebuilt first runs of 2,433 blind-round tasks 2,094 -> 2,101 right, on the holdout
-        # (five folds) 8,010 -> 8,015 of 8,282, no more everyday asks moved in either.
+        # (five folds) 8,010 -> 8,015 of 8,282, no more everyday asks moved in either. And a text
+        # of LONG_TEXT_WORDS words or more says enough for 0.6 (long_text_threshold): 2,101 ->
+        # 2,123 and 8,015 -> 8,027 (one more of 836 everyday asks moved, a debatable one), where
+        # 0.6 for every text moved "Fix it." and "Any thoughts on this?" to specialists.
         best = max((d for d in sims if d != "null"), key=sims.get)
         technical = looks_technical(task.objective)
         hinted = extraction.scores.get(best, 0.0) > 0
+        long_text = len(task.objective.split()) >= LONG_TEXT_WORDS
         threshold = self.embedding_threshold
-        if technical:
-            threshold = min(threshold, self.technical_text_threshold)
-        if hinted:
-            threshold = min(threshold, self.hinted_text_threshold)
+        for applies, lower in ((technical, self.technical_text_threshold),
+                               (hinted, self.hinted_text_threshold),
+                               (long_text, self.long_text_threshold)):
+            if applies:
+                threshold = min(threshold, lower)
         if sims[best] >= threshold and sims[best] > sims.get("null", -1.0):
             lowered = sims[best] < self.embedding_threshold
-            why = _why(best, sims, by_model) + (
-                ", technical text" if lowered and technical else "") + (
-                ", a few of its words" if lowered and hinted else "")
+            why = _why(best, sims, by_model) + "".join(
+                f", {reason}" for applies, reason in ((technical, "technical text"),
+                                                      (hinted, "a few of its words"),
+                                                      (long_text, "long text"))
+                if lowered and applies)
             evidence = [*extraction.evidence, Evidence(
                 tier=3, domain=best, kind="embedding", match=why,
                 weight=self.lexicon.min_score + 0.5)]

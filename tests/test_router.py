@@ -10,6 +10,7 @@ import pytest
 
 from core.evidence import LEXICON_FILE, Lexicon, Task, extract, looks_technical, tokens
 from core.router import (
+    LONG_TEXT_WORDS,
     NO_ACTIVE_ADAPTER,
     NO_DOMAIN_MATCH,
     NON_TECHNICAL,
@@ -928,6 +929,24 @@ def test_tier3_decides_on_less_where_tiers_1_2_found_a_few_of_its_words(lexicon)
     strict = Router(RoutingTable.seed(), lexicon=lexicon, hinted_text_threshold=0.8,
                     embedder=FixedEmbedder({"data": 0.55, "web": 0.2, "null": 0.25}))
     assert strict.route(Task(objective=text)).specialist is None
+
+
+def test_tier3_decides_on_less_for_a_text_told_at_length(lexicon):
+    sure_enough = FixedEmbedder({"devops": 0.65, "web": 0.15, "null": 0.2})
+    router = Router(RoutingTable.seed(), lexicon=lexicon, embedder=sure_enough)
+    assert router.long_text_threshold == 0.6
+    long_text = "Everything was fine yesterday but today nothing works at all"  # 10 words
+    assert len(long_text.split()) >= LONG_TEXT_WORDS and not extract(
+        Task(objective=long_text), lexicon).scores
+    decision = router.route(Task(objective=long_text))
+    assert decision.specialist == "devops-lora" and decision.tier == 3
+    assert any(e.kind == "embedding" and e.match.endswith("long text")
+               for e in decision.extraction.evidence)
+    # a short everyday text still needs 0.8: "Fix it." says too little to decide on 0.65
+    assert router.route(Task(objective="Fix it.")).fallback_reason == NO_DOMAIN_MATCH
+    strict = Router(RoutingTable.seed(), lexicon=lexicon, long_text_threshold=0.8,
+                    embedder=sure_enough)
+    assert strict.route(Task(objective=long_text)).specialist is None
 
 
 def test_tier3_evidence_names_each_models_probability(lexicon):
