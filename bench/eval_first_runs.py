@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.embeddings import LABELLED_FILE, DomainEmbedder, joint_probabilities  # noqa: E402
 from core.evidence import Evidence, Extraction, Task  # noqa: E402
-from core.router import Router, RoutingTable, domain_of  # noqa: E402
+from core.router import LONG_TEXT_WORDS, Router, RoutingTable, domain_of  # noqa: E402
 from eval_tier3 import Fixed, HoldoutModels  # noqa: E402  (this folder is sys.path[0])
 
 FIRST_RUNS = Path(__file__).with_name("first_runs.tsv")
@@ -124,7 +124,7 @@ def main() -> int:
     parser.add_argument("--hinted-threshold", type=float, default=0.5,
                         help="... when tiers 1-2 found words of that domain, too few to decide.")
     parser.add_argument("--long-threshold", type=float, default=0.6,
-                        help="... when the text has 8 words or more.")
+                        help=f"... when the text has {LONG_TEXT_WORDS} words or more.")
     args = parser.parse_args()
 
     batches = first_runs()

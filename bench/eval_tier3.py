@@ -30,7 +30,7 @@ from core.embeddings import (EXAMPLES_FILE, LABELLED_FILE, MAX_TOKENS, DomainEmb
                              _packaged_model, _softmax, _tf_idf, joint_probabilities,
                              train_prototypes, train_word_model, training_examples, word_counts)
 from core.evidence import Task  # noqa: E402
-from core.router import Router, RoutingTable, domain_of  # noqa: E402
+from core.router import LONG_TEXT_WORDS, Router, RoutingTable, domain_of  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 VERBOSE = False
@@ -114,7 +114,7 @@ def main() -> int:
     parser.add_argument("--hinted-threshold", type=float,
                         help="Tier 3's threshold when tiers 1-2 found too few words of its domain.")
     parser.add_argument("--long-threshold", type=float,
-                        help="Tier 3's threshold for a text of 8 words or more.")
+                        help=f"Tier 3's threshold for a text of {LONG_TEXT_WORDS} words or more.")
     parser.add_argument("--folds", type=int, default=0,
                         help="Score the holdout in this many folds of whole batches instead of "
                              "leaving one batch out at a time.")
