@@ -859,7 +859,10 @@ def test_tier3_never_routes_a_language_no_specialist_serves(lexicon):
     router = Router(RoutingTable.seed(), lexicon=lexicon, embedder=embedder)
     for text in ("Write a Ruby method that counts the words in a string.",
                  "Complete the function:\n\n# Return the product\ndef product(lst)\n",
-                 "Complete the function:\n\nfunc LongestWord(s string) int {"):
+                 "Complete the function:\n\nfunc LongestWord(s string) int {",
+                 # a framework names its language: Rails is Ruby's, Blazor C#'s
+                 "Add an ActiveRecord callback that trims the name before saving.",
+                 "Move the Blazor page from server-side prerendering to the client."):
         decision = router.route(Task(objective=text))
         assert decision.specialist is None and decision.fallback_reason == UNSERVED_LANGUAGE, text
     # ... nor a task whose only file is in such a language and whose words name no trade
