@@ -872,8 +872,12 @@ class Lexicon:
         # The words of a phrase may be apart by one or two separators ("use-after-free",
         # "std::thread", "df -h", "kernel, launch"), not more.
         label = " ".join(tokens)
-        for gaps in itertools.product((" ", "  "), repeat=len(tokens) - 1):
-            needle = " " + "".join(t + g for t, g in zip(tokens, gaps)) + tokens[-1] + " "
+        needles = {" " + "".join(t + g for t, g in zip(tokens, gaps)) + tokens[-1] + " "
+                   for gaps in itertools.product((" ", "  "), repeat=len(tokens) - 1)}
+        # and as the keyword itself is spelled, farther apart: "weights & biases" is three
+        # separators in a text that says it ("Weights & Biases"), as is "makemigrations --merge"
+        needles.add(" " + _separated(keyword.lower().encode()).decode().strip(" ") + " ")
+        for needle in needles:
             _set_weight(self._needle(needle, label)[1], domain, weight)
 
     @classmethod
