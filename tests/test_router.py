@@ -1021,16 +1021,17 @@ def test_tier3_routes_what_tiers_1_2_cannot_name(real_embedder, lexicon):
 
 
 def test_real_tier3_overrules_words_that_name_another_trade(real_embedder, lexicon):
-    # A holdout task tiers 1-2 still send to devops ("command line"): a Python package's entry
-    # point, and tier 3 is sure of it.
-    task = Task(objective="Make my little command-line tool installable so my colleagues can run it "
-                          "by name.")
-    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "devops-lora"
+    # A holdout task tiers 1-2 still send to data ("database"): secrets management, and tier 3
+    # is sure of it (p 0.999 when this was written; the model retrains as the holdout grows, so
+    # the example is one it is far surer of than the 0.98 it must reach).
+    task = Task(objective="Passwords for the database are sitting in the code repository. Move them "
+                          "somewhere safer and have the app read them from there.")
+    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "data-lora"
     decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder).route(task)
-    assert decision.specialist == "python-lora" and decision.tier == 3
+    assert decision.specialist == "devops-lora" and decision.tier == 3
     never = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder,
                    overrule_threshold=1.01)
-    assert never.route(task).specialist == "devops-lora"
+    assert never.route(task).specialist == "data-lora"
 
 
 def test_prototypes_separate_labelled_clusters_deterministically():
