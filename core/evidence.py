@@ -453,6 +453,9 @@ _TECHNICAL_SENSES = {
     **dict.fromkeys((b"listeners",), frozenset((
         b"event", b"events", b"element", b"elements", b"dom", b"handler", b"handlers"))),
 }
+# The machines a team runs are no business's records: "secrets for the payment provider are copied
+# by hand onto each machine" is operations' chore, not a question about payments.
+_MACHINE_WORDS = frozenset(b"machine machines server servers secrets credentials".split())
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
@@ -1432,7 +1435,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         tokens = set(separated.split())
         records = {r for r in tokens & _BUSINESS_RECORDS
                    if not tokens & _TECHNICAL_SENSES.get(r, frozenset())}
-        if (records and tokens & _ANALYSIS_WORDS
+        if (records and tokens & _ANALYSIS_WORDS and not tokens & _MACHINE_WORDS
                 and not (tokens & _FIRST_PERSON and not lower.startswith(b"tell me "))
                 and first_word not in (b"let", b"allow")):
             # ("Let visitors switch the site between English and French" asks for a feature; an

@@ -1263,3 +1263,7 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
     # nor is a listener beside an element: an event's
     assert "analysis_question" not in kinds(
         "Listeners are left behind on destroyed elements on sites whose page changes.")
+    # and the payments of a team's machines are a chore of operations, not a question about payments
+    assert "analysis_question" in kinds("Which payments failed on each day last week?")
+    assert "analysis_question" not in kinds(
+        "the payment keys are pasted by hand onto every machine")
