@@ -456,6 +456,8 @@ _TECHNICAL_SENSES = {
 # The machines a team runs are no business's records: "secrets for the payment provider are copied
 # by hand onto each machine" is operations' chore, not a question about payments.
 _MACHINE_WORDS = frozenset(b"machine machines server servers secrets credentials".split())
+# "each other" and a number that is not a count ("the number in the address bar") ask nothing
+_NOT_ANALYSIS = re.compile(rb" each other\b| number(?! of\b)")
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
 _ARGUMENT_NOUNS = (b"character", b"byte", b"variable", b"command", b"content")
 
@@ -1432,7 +1434,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             and not any(e.kind in ("word_problem", "shell_task")
                         or (e.domain == "null" and e.weight >= 3) for e in evidence)
             and not _any_domain_reaches(evidence, lexicon.min_score)):
-        tokens = set(separated.split())
+        tokens = set(_NOT_ANALYSIS.sub(b" ", separated).split())
         records = {r for r in tokens & _BUSINESS_RECORDS
                    if not tokens & _TECHNICAL_SENSES.get(r, frozenset())}
         if (records and tokens & _ANALYSIS_WORDS and not tokens & _MACHINE_WORDS

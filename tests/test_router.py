@@ -1267,3 +1267,6 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
     assert "analysis_question" in kinds("Which payments failed on each day last week?")
     assert "analysis_question" not in kinds(
         "the payment keys are pasted by hand onto every machine")
+    # "each other" and a number that counts nothing ask no analyst's question
+    assert "analysis_question" not in kinds(
+        "users can see each other's drafts by changing the number in the link")
