@@ -453,9 +453,12 @@ _TECHNICAL_SENSES = {
     **dict.fromkeys((b"listeners",), frozenset((
         b"event", b"events", b"element", b"elements", b"dom", b"handler", b"handlers"))),
 }
-# The machines a team runs are no business's records: "secrets for the payment provider are copied
-# by hand onto each machine" is operations' chore, not a question about payments.
-_MACHINE_WORDS = frozenset(b"machine machines server servers secrets credentials".split())
+# A text about a team's programs and machines reports a fault or a chore, not an analyst's question:
+# "secrets for the payment provider are copied by hand onto each machine", "the script prints a
+# stack trace to users when the input file is missing".
+_PROGRAM_WORDS = frozenset(b"""machine machines server servers secrets credentials script scripts
+    program app code function error errors crash crashes exception traceback stack bug page
+    button form file""".split())
 # "each other" and a number that is not a count ("the number in the address bar") ask nothing
 _NOT_ANALYSIS = re.compile(rb" each other\b| number(?! of\b)")
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
@@ -1437,7 +1440,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         tokens = set(_NOT_ANALYSIS.sub(b" ", separated).split())
         records = {r for r in tokens & _BUSINESS_RECORDS
                    if not tokens & _TECHNICAL_SENSES.get(r, frozenset())}
-        if (records and tokens & _ANALYSIS_WORDS and not tokens & _MACHINE_WORDS
+        if (records and tokens & _ANALYSIS_WORDS and not tokens & _PROGRAM_WORDS
                 and not (tokens & _FIRST_PERSON and not lower.startswith(b"tell me "))
                 and first_word not in (b"let", b"allow")):
             # ("Let visitors switch the site between English and French" asks for a feature; an

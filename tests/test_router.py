@@ -1263,10 +1263,12 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
     # nor is a listener beside an element: an event's
     assert "analysis_question" not in kinds(
         "Listeners are left behind on destroyed elements on sites whose page changes.")
-    # and the payments of a team's machines are a chore of operations, not a question about payments
+    # a text about a team's machines or programs is a chore or a fault, not a question about records
     assert "analysis_question" in kinds("Which payments failed on each day last week?")
     assert "analysis_question" not in kinds(
         "the payment keys are pasted by hand onto every machine")
+    assert "analysis_question" not in kinds(
+        "the script prints a stack trace to users when the input file is missing")
     # "each other" and a number that counts nothing ask no analyst's question
     assert "analysis_question" not in kinds(
         "users can see each other's drafts by changing the number in the link")
