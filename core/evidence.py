@@ -364,6 +364,7 @@ def _without_file_kinds(lower: bytes) -> bytes:
 
 _LISTING_VERBS = frozenset(b"""find finds list lists display displays show shows search searches
     locate locates count counts print prints get gets""".split())
+_PRINTING_VERBS = frozenset(b"print prints display displays output outputs".split())
 _SEARCHED_PLACE = re.compile(
     rb"\b(?:director(?:y|ies)|folders?|file ?system|recursively)\b|(?<![\w.])/\w")
 # Code the asker has at hand is what "List all variables in this function" is about, not a shell,
@@ -1415,6 +1416,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 # the kinds and the names of the files looked for are what is searched, not a trade:
                 # "Find all php files whose name is tecmint.php in the current directory"
                 arguments = _NAMED_FILE_ARGUMENT.sub(b" ", _without_file_kinds(arguments))
+            elif verb in _PRINTING_VERBS and not task.context_refs:
+                # a file a command prints from is its argument: "Print the sum of the second
+                # column of data.csv" is a one-liner over a file, not a table's trade
+                arguments = _NAMED_FILE_ARGUMENT.sub(b" ", arguments)
             if arguments != lower:
                 evidence = _keywords_also_in(arguments, evidence, done, lexicon)
                 text_files = _file_names_in(arguments, lexicon) if b"." in arguments else ()
