@@ -1245,6 +1245,17 @@ def test_tier3_examples_are_embedded_once_and_labels_retrain_it(real_embedder, t
     assert cache.exists()
 
 
+def test_our_python_thing_is_the_thing_s_trade_but_our_python_code_is_python_s(lexicon):
+    # "our Python X" names the language X is written in; the task is X's trade (in the labelled
+    # tasks nine of ten that say it are another trade's: an SDK's guide, an extension in C, an image)
+    assert domains("our python training script only uses one of the four gpus", lexicon) == ["cuda"]
+    assert domains("our python library's docs site has no search", lexicon)[0] == "docs"
+    assert domains("our python service's memory keeps climbing", lexicon) == ["python"]
+    # the code itself is Python's
+    assert extract(Task(objective="our python code is slow on big lists"),
+                   lexicon).scores["python"] == 4.0
+
+
 def test_pandas_puzzles_without_a_library_name_are_data(lexicon):
     # selecting rows and naming a column are a table's operations, as the pandas puzzles ask them
     assert domains("Select only the rows where the number of visits is greater than 3.", lexicon) == ["data"]
