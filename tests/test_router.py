@@ -887,6 +887,20 @@ def test_tier3_never_routes_a_language_no_specialist_serves(lexicon):
     assert router.route(Task(objective="Port this Java service to Python")).specialist == "python-lora"
 
 
+def test_tier3_alone_never_calls_a_question_maths(lexicon):
+    router = Router(RoutingTable.seed(), lexicon=lexicon,
+                    embedder=FixedEmbedder({"math": 0.97, "data": 0.01, "null": 0.02}))
+    # an everyday question of quantity looks like maths to tier 3; tiers 1-2 find no word of it
+    decision = router.route(Task(objective="how many teaspoons are in a tablespoon"))
+    assert decision.specialist is None and decision.fallback_reason == NO_DOMAIN_MATCH
+    # maths told in its own words is still maths', and tier 3 still routes the other trades
+    assert router.route(Task(objective="how many ways can 8 rooks be placed on a chessboard so "
+                                       "that none attack each other")).specialist == "math-lora"
+    sure_data = Router(RoutingTable.seed(), lexicon=lexicon,
+                       embedder=FixedEmbedder({"data": 0.97, "math": 0.01, "null": 0.02}))
+    assert sure_data.route(Task(objective="how many teaspoons are in a tablespoon")).specialist == "data-lora"
+
+
 def test_tier3_threshold_and_null_centroid(lexicon):
     below = Router(RoutingTable.seed(), lexicon=lexicon,
                    embedder=FixedEmbedder({"python": 0.5, "null": 0.1}), embedding_threshold=0.7)
