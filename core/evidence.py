@@ -453,6 +453,10 @@ _TECHNICAL_SENSES = {
     **dict.fromkeys((b"client", b"clients"), frozenset((b"server", b"servers"))),
     **dict.fromkeys((b"listeners",), frozenset((
         b"event", b"events", b"element", b"elements", b"dom", b"handler", b"handlers"))),
+    # and a call beside a thread or a function is a program's ("the thread that calls it")
+    **dict.fromkeys((b"calls", b"call"), frozenset((
+        b"thread", b"threads", b"function", b"functions", b"method", b"methods", b"logger",
+        b"library", b"api", b"syscall", b"stack"))),
 }
 # A text about a team's programs and machines reports a fault or a chore, not an analyst's question:
 # "secrets for the payment provider are copied by hand onto each machine", "the script prints a

@@ -1296,6 +1296,8 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
         "the payment keys are pasted by hand onto every machine")
     assert "analysis_question" not in kinds(
         "the script prints a stack trace to users when the input file is missing")
+    # a call beside a thread is a program's, not a call centre's
+    assert "analysis_question" not in kinds("we need our logger to never block the thread that calls it")
     # "each other" and a number that counts nothing ask no analyst's question
     assert "analysis_question" not in kinds(
         "users can see each other's drafts by changing the number in the link")
