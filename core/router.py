@@ -268,9 +268,9 @@ class Router:
             # Maths is told in its own words (tiers 1-2 know its terms and its word problems);
             # what tier 3 alone reads as maths is mostly an everyday question of quantity ("how
             # many teaspoons are in a tablespoon", "how many planets are in the solar system": 13
-            # of 40 such questions went to math in two blind rounds) or another trade's numbers. On the rebuilt first
-            # runs of 4,098 blind-round tasks: 3,605 -> 3,632 right, 28 more of 410 everyday asks
-            # kept, one maths task lost. bench/README.md
+            # of 40 such questions went to math in two blind rounds) or another trade's numbers.
+            # On the rebuilt first runs of 4,098 blind-round tasks: 3,605 -> 3,632 right, 28 more
+            # of 410 everyday asks kept, one maths task lost. bench/README.md
             extraction.similarities, extraction.model_similarities = sims, by_model
             return extraction
         long_text = len(task.objective.split()) >= LONG_TEXT_WORDS
