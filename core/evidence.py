@@ -447,16 +447,15 @@ _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff studen
 _ANALYSIS_WORDS = frozenset(b"""which who whose per each most least top average total number rank
     share trend never median busiest common compare summarise summarize breakdown between growth
     highest lowest fewest cumulative percentage ratio missing many every differ""".split())
-# A record's noun in a program's sense, known by the words beside it: "server and client locales
-# differ" (a connection's other end), "listeners left behind on destroyed elements" (an event's).
+# A record's noun in a program's sense, known by the words beside it: "listeners left behind on
+# destroyed elements" (an event's), "the thread that calls it" (a program's calls). A client beside
+# a server, a connection's other end, needs no entry: a server is one of _PROGRAM_WORDS.
 _TECHNICAL_SENSES = {
-    **dict.fromkeys((b"client", b"clients"), frozenset((b"server", b"servers"))),
-    **dict.fromkeys((b"listeners",), frozenset((
-        b"event", b"events", b"element", b"elements", b"dom", b"handler", b"handlers"))),
-    # and a call beside a thread or a function is a program's ("the thread that calls it")
-    **dict.fromkeys((b"calls", b"call"), frozenset((
+    b"listeners": frozenset((
+        b"event", b"events", b"element", b"elements", b"dom", b"handler", b"handlers")),
+    b"calls": frozenset((
         b"thread", b"threads", b"function", b"functions", b"method", b"methods", b"logger",
-        b"library", b"api", b"syscall", b"stack"))),
+        b"library", b"api", b"syscall", b"stack")),
 }
 # A text about a team's programs and machines reports a fault or a chore, not an analyst's question:
 # "secrets for the payment provider are copied by hand onto each machine", "the script prints a

@@ -262,7 +262,6 @@ class Router:
         # 2,123 and 8,015 -> 8,027 (one more of 836 everyday asks moved, a debatable one), where
         # 0.6 for every text moved "Fix it." and "Any thoughts on this?" to specialists.
         best = max((d for d in sims if d != "null"), key=sims.get)
-        technical = looks_technical(task.objective)
         hinted = extraction.scores.get(best, 0.0) > 0
         if best == "math" and not hinted:
             # Maths is told in its own words (tiers 1-2 know its terms and its word problems);
@@ -273,6 +272,7 @@ class Router:
             # of 410 everyday asks kept, one maths task lost. bench/README.md
             extraction.similarities, extraction.model_similarities = sims, by_model
             return extraction
+        technical = looks_technical(task.objective)
         long_text = len(task.objective.split()) >= LONG_TEXT_WORDS
         threshold = self.embedding_threshold
         for applies, lower in ((technical, self.technical_text_threshold),
