@@ -16,7 +16,7 @@ set. Scoring them with today's router flatters it. This script rebuilds the firs
 
 Needs the repository's git history and the embeddings extra; about 5 minutes here.
 Run: .venv/bin/python bench/eval_first_runs.py [--overrule-threshold P] [--threshold P]
-     [--hinted-threshold P] [--long-threshold P]
+     [--hinted-threshold P] [--long-threshold P] [--misses FILE]
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def main() -> int:
                         help="... when tiers 1-2 found words of that domain, too few to decide.")
     parser.add_argument("--long-threshold", type=float, default=0.6,
                         help=f"... when the text has {LONG_TEXT_WORDS} words or more.")
+    parser.add_argument("--misses", type=Path,
+                        help="Write the tasks routed wrong with tier 3 here, one JSON line each.")
     args = parser.parse_args()
 
     batches = first_runs()
@@ -150,6 +152,7 @@ def main() -> int:
     total: Counter = Counter()
     changed = Counter()
     confused: Counter = Counter()
+    misses = []
     for row in rounds:
         want = row["expected"]
         old = then[row["id"]]
@@ -163,6 +166,9 @@ def main() -> int:
         right123[domain] += got == want
         if got != want:
             confused[domain, got or "null"] += 1
+            misses.append({"id": row["id"], "expected": want, "routed": got,
+                           "routed_by_tiers_1_2": old["routed"], "objective": row["objective"],
+                           "context_refs": row["context_refs"]})
         if got != old["routed"]:
             changed["fixed" if got == want else "broke" if old["routed"] == want else "other"] += 1
     n, r12, r123 = sum(total.values()), sum(right12.values()), sum(right123.values())
@@ -176,6 +182,8 @@ def main() -> int:
               f"{right123[domain] / total[domain]:6.1%}")
     print("misses with tier 3, labelled -> routed:", ", ".join(
         f"{want} -> {got} {count}" for (want, got), count in confused.most_common()))
+    if args.misses:
+        args.misses.write_text("".join(json.dumps(miss) + "\n" for miss in misses))
     return 0
 
 
