@@ -401,6 +401,12 @@ _PERSON_CLAUSE = re.compile(
 # ``endswith`` over all of _PERSONS cost ~0.5 us a place, and a 2 KB text has a dozen " that ").
 _PERSON_LAST_WORDS = frozenset(person.rsplit(None, 1)[-1] for person in _PERSONS)
 
+# A task that opens by clearing a part ("The Dockerfile is fine; the app inside crashes ...", "The
+# SQL is fine; the bug is in our Python code") names that part to say the work is elsewhere: its
+# words and its file are no evidence of the trade.
+_CLEARED_PART = re.compile(
+    rb"(?:the|our|my|this) ((?:[\w+#.'-]+ ){0,5}?[\w+#.'-]+) (?:is|are|looks|seems) fine(?:[;,:]| but\b)")
+
 
 def _person_ends_at(lower: bytes, at: int) -> bool:
     """Whether one of _PERSONS, as whole words, ends at ``at``."""
@@ -1436,6 +1442,17 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             evidence = _keywords_outside(separated, [(start + 1, end + 1) for start, end in clauses],
                                          evidence, done, lexicon)
 
+    # Tier 1-2: a part the task clears at its start ("The Dockerfile is fine; ...") is not the
+    # trade: its keywords, and a context ref it names, do not count.
+    cleared = _CLEARED_PART.match(lower) if b" fine" in lower else None
+    refs = task.context_refs
+    if cleared:
+        evidence = _keywords_outside(separated, [(cleared.start(1) + 1, cleared.end(1) + 1)],
+                                     evidence, done, lexicon)
+        named = {word.decode() for word in cleared.group(1).split()}
+        refs = [ref for ref in refs if ref.rstrip("/").rsplit("/", 1)[-1].lower() not in named]
+        text_files = [name for name in text_files if name.rsplit("/", 1)[-1] not in named]
+
     # Tier 1: a question about a business's records, asked in its own words ("Which customers
     # bought in January but not in February?", "Total the invoices per client"): an analyst's
     # question, short, when nothing else speaks for a trade. Not a word problem (GSM8K's stores
@@ -1458,9 +1475,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
 
     # Tier 2: the words of a context ref's name ("03_pandas.py", "kafka_consumer.py") count as
     # keywords at file_word_factor of their weight, each once with the text's
-    if task.context_refs and lexicon.file_word_factor:
+    if refs and lexicon.file_word_factor:
         factor = lexicon.file_word_factor
-        for ref in task.context_refs:
+        for ref in refs:
             stem = ref.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
             named = _separated(stem.replace("_", " ").encode())
             for index, _, end in lexicon.automaton.find_matches_as_indexes(named, overlapping=True):
@@ -1472,10 +1489,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                              for hit in hits if hit.weight > 0]
     # Tier 2: context refs, and file names mentioned in the text. Several files of one kind are
     # hardly more evidence than one: each further file of a domain counts half the one before.
-    if task.context_refs or text_files:
+    if refs or text_files:
         file_hits = []
-        documents_only = bool(task.context_refs)
-        for ref in task.context_refs:
+        documents_only = bool(refs)
+        for ref in refs:
             hits = _file_hits(lexicon, ref)
             documents_only = documents_only and bool(hits) and (
                 all(hit[0] == "docs" for hit in hits) or _names_a_document(lexicon, ref))

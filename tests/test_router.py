@@ -1301,3 +1301,17 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
     # "each other" and a number that counts nothing ask no analyst's question
     assert "analysis_question" not in kinds(
         "users can see each other's drafts by changing the number in the link")
+
+
+def test_a_part_the_task_clears_at_its_start_is_not_its_trade(lexicon):
+    cleared = ("The Dockerfile is fine; the app inside crashes at startup because settings.py reads "
+               "an environment variable that isn't set in tests. Give it a default.")
+    refs = ["Dockerfile", "app/settings.py"]
+    assert domains(cleared, lexicon, refs)[0] == "python"
+    # the same words and files, the Dockerfile not cleared: the image is the work
+    blamed = cleared.replace("The Dockerfile is fine; the app inside crashes",
+                             "The Dockerfile breaks the app, which crashes")
+    assert domains(blamed, lexicon, refs)[0] == "devops"
+    # a part cleared is named at the start; "everything is fine" later clears nothing
+    assert domains("Our monitoring says everything is fine while customers can't log in; add a "
+                   "check that actually logs in.", lexicon)[0] == "devops"
