@@ -563,6 +563,9 @@ _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b"
 # "the orders table": a table named by a plural noun is a database's ("times table" is not)
 _NAMED_TABLE = re.compile(rb"s(?<=[a-z]s) tables?\b")  # literal first: see _SINGLE_QUOTED
 _NOT_TABLE_NAMES = frozenset(b"times its this has was is as us yes plus".split())
+# "the concert_singer database", "the world_1 SQLite database": a database named by its schema's
+# identifier is one to query (the word "database" alone is more often operations')
+_NAMED_DATABASE = re.compile(rb"\b[a-z][a-z0-9]*_[a-z0-9_]+ (?:sqlite )?database\b")
 _HOOK_NAME = re.compile(r"use(?<!\wuse)[A-Z][a-z]")  # literal first: see _SINGLE_QUOTED
 _POWER = re.compile(r"(?<=[A-Za-z0-9)])\^\s*-?[0-9a-z(]")
 # |x - 3|: the absolute value of a linear term, matched at each "|"
@@ -1295,6 +1298,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 evidence.append(Evidence(1, "data", "notation", "named table",
                                          lexicon.named_table_weight))
                 break
+
+    # Tier 1: a database named by its identifier ("Against the world_1 database: ...")
+    if b"_" in lower and b" database" in lower and _NAMED_DATABASE.search(lower):
+        evidence.append(Evidence(1, "data", "notation", "named database", lexicon.named_table_weight))
 
     # Tier 1: an arithmetic word problem (no code, no files, nothing in backticks: those are
     # identifiers or output, and word problems have none): a quantity question over at least two

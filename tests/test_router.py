@@ -1037,17 +1037,17 @@ def test_tier3_routes_what_tiers_1_2_cannot_name(real_embedder, lexicon):
 
 
 def test_real_tier3_overrules_words_that_name_another_trade(real_embedder, lexicon):
-    # A holdout task tiers 1-2 still send to data ("database"): secrets management, and tier 3
-    # is sure of it (p 0.999 when this was written; the model retrains as the holdout grows, so
-    # the example is one it is far surer of than the 0.98 it must reach).
-    task = Task(objective="Passwords for the database are sitting in the code repository. Move them "
-                          "somewhere safer and have the app read them from there.")
-    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "data-lora"
+    # A holdout task tiers 1-2 still send to cuda ("nvidia-smi"): the containers' runtime, and
+    # tier 3 is sure of it (p 0.9992 when this was written; the model retrains as the holdout
+    # grows, so the example is one it is far surer of than the 0.98 it must reach).
+    task = Task(objective="After rebooting the host, new containers can't find nvidia-smi while the "
+                          "old ones still work.")
+    assert Router(RoutingTable.seed(), lexicon=lexicon).route(task).specialist == "cuda-lora"
     decision = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder).route(task)
     assert decision.specialist == "devops-lora" and decision.tier == 3
     never = Router(RoutingTable.seed(), lexicon=lexicon, embedder=real_embedder,
                    overrule_threshold=1.01)
-    assert never.route(task).specialist == "data-lora"
+    assert never.route(task).specialist == "cuda-lora"
 
 
 def test_prototypes_separate_labelled_clusters_deterministically():
@@ -1315,3 +1315,10 @@ def test_a_part_the_task_clears_at_its_start_is_not_its_trade(lexicon):
     # a part cleared is named at the start; "everything is fine" later clears nothing
     assert domains("Our monitoring says everything is fine while customers can't log in; add a "
                    "check that actually logs in.", lexicon)[0] == "devops"
+
+
+def test_a_database_named_by_its_identifier_is_one_to_query(lexicon):
+    assert domains("Against the world_1 database: what are the names of the countries that speak "
+                   "English and French?", lexicon)[0] == "data"
+    # the word alone is no analyst's: most labelled tasks that say it run the database
+    assert "data" not in domains("our database server's disk is 90% full and growing", lexicon)
