@@ -390,6 +390,9 @@ _PERSONS = (*b"someone somebody anyone".split(),
             # an ask for someone named by their trade: "a desk for a developer who codes in Rust"
             b"an engineer", b"a software engineer", b"a data scientist", b"developers",
             b"programmers", b"engineers",
+            # ... with a specialty or seniority between the article and the trade ("a senior data
+            # engineer who knows Spark and Airflow")
+            b"engineer", b"developer", b"scientist",
             *(b"my " + word for word in b"""friend brother sister mom mother dad father wife husband
             partner son daughter boss cousin uncle aunt grandma grandpa grandmother grandfather
             parents girlfriend boyfriend roommate neighbour neighbor niece nephew""".split()))

@@ -544,6 +544,9 @@ def test_the_trade_of_the_person_an_ask_is_for_is_not_the_tasks(lexicon):
                    "hours a day?", lexicon) == []
     assert domains("Write a getting-started page for developers who are new to Kubernetes.",
                    lexicon) == ["docs"]
+    # ... with a specialty and seniority before the trade
+    assert domains("Draft a job ad for a senior data engineer who knows Spark and Airflow.",
+                   lexicon) == []
 
 
 
