@@ -465,6 +465,9 @@ _TECHNICAL_SENSES = {
     b"calls": frozenset((
         b"thread", b"threads", b"function", b"functions", b"method", b"methods", b"logger",
         b"library", b"api", b"syscall", b"stack")),
+    # "our http client leaks connections": a program's client, not a customer
+    b"client": frozenset((b"http", b"api", b"sdk", b"grpc", b"websocket", b"connection",
+                          b"connections", b"request", b"requests", b"responses")),
 }
 # A text about a team's programs and machines reports a fault or a chore, not an analyst's question:
 # "secrets for the payment provider are copied by hand onto each machine", "the script prints a

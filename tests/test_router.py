@@ -1301,6 +1301,9 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
         "the script prints a stack trace to users when the input file is missing")
     # a call beside a thread is a program's, not a call centre's
     assert "analysis_question" not in kinds("we need our logger to never block the thread that calls it")
+    # nor is an HTTP client a customer
+    assert "analysis_question" not in kinds(
+        "our http client leaks connections because responses are never closed")
     # "each other" and a number that counts nothing ask no analyst's question
     assert "analysis_question" not in kinds(
         "users can see each other's drafts by changing the number in the link")
