@@ -386,13 +386,11 @@ _ABOUT_ITS_OUTPUT = re.compile(rb"\b(?:fix|explain|why|debug|diagnose|warnings|f
 # Someone an everyday ask is for, and a short clause saying what they do (see _person_clauses).
 _PERSONS = (*b"someone somebody anyone".split(),
             *(b"a " + word for word in b"""person friend coworker co-worker colleague startup company
-            firm developer programmer coder designer student gamer sysadmin""".split()),
-            # an ask for someone named by their trade: "a desk for a developer who codes in Rust"
-            b"an engineer", b"a software engineer", b"a data scientist", b"developers",
-            b"programmers", b"engineers",
-            # ... with a specialty or seniority between the article and the trade ("a senior data
-            # engineer who knows Spark and Airflow")
-            b"engineer", b"developer", b"scientist",
+            firm programmer coder designer student gamer sysadmin""".split()),
+            # an ask for someone named by their trade, whatever specialty or seniority comes
+            # before it: "a desk for a developer who codes in Rust", "a job ad for a senior data
+            # engineer who knows Spark and Airflow"
+            b"engineer", b"developer", b"scientist", b"developers", b"programmers", b"engineers",
             *(b"my " + word for word in b"""friend brother sister mom mother dad father wife husband
             partner son daughter boss cousin uncle aunt grandma grandpa grandmother grandfather
             parents girlfriend boyfriend roommate neighbour neighbor niece nephew""".split()))
@@ -407,8 +405,8 @@ _PERSON_LAST_WORDS = frozenset(person.rsplit(None, 1)[-1] for person in _PERSONS
 # A task that opens by clearing a part ("The Dockerfile is fine; the app inside crashes ...", "The
 # SQL is fine; the bug is in our Python code") names that part to say the work is elsewhere: its
 # words and its file are no evidence of the trade.
-_CLEARED_PART = re.compile(
-    rb"(?:the|our|my|this) ((?:[\w+#.'-]+ ){0,5}?[\w+#.'-]+) (?:is|are|looks|seems) fine(?:[;,:]| but\b)")
+_CLEARED_PART = re.compile(rb"(?:the|our|my|this) ((?:[\w+#.'-]+ ){0,5}?[\w+#.'-]+) "
+                           rb"(?:is|are|looks|seems) fine(?:[;,:]| but\b)")
 
 
 def _person_ends_at(lower: bytes, at: int) -> bool:
@@ -1462,9 +1460,10 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     if cleared:
         evidence = _keywords_outside(separated, [(cleared.start(1) + 1, cleared.end(1) + 1)],
                                      evidence, done, lexicon)
-        named = {word.decode() for word in cleared.group(1).split()}
-        refs = [ref for ref in refs if ref.rstrip("/").rsplit("/", 1)[-1].lower() not in named]
-        text_files = [name for name in text_files if name.rsplit("/", 1)[-1] not in named]
+        cleared_words = {word.decode() for word in cleared.group(1).split()}
+        refs = [ref for ref in refs
+                if ref.rstrip("/").rsplit("/", 1)[-1].lower() not in cleared_words]
+        text_files = [name for name in text_files if name.rsplit("/", 1)[-1] not in cleared_words]
 
     # Tier 1: a question about a business's records, asked in its own words ("Which customers
     # bought in January but not in February?", "Total the invoices per client"): an analyst's
