@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.embeddings import LABELLED_FILE  # noqa: E402
-from core.evidence import Lexicon, Task, extract  # noqa: E402
+from core.evidence import UNSERVED, Lexicon, Task, extract  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
 
@@ -51,7 +51,7 @@ def main() -> int:
         task = Task(objective=row["objective"], context_refs=row.get("context_refs") or [])
         extraction = extract(task, lexicon)
         keywords = {(e.domain, e.match): e.weight for e in extraction.evidence
-                    if e.kind == "keyword" and e.weight > 0 and e.domain not in ("null", "unserved")}
+                    if e.kind == "keyword" and e.weight > 0 and e.domain not in ("null", UNSERVED)}
         for key, keyword_weight in keywords.items():
             weight[key] = keyword_weight
             labels[key][row["expected"] or "null"] += 1
