@@ -12,7 +12,6 @@ Run: .venv/bin/python bench/audit_keywords.py [--min-tasks N] [--max-share S] [-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -22,16 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.embeddings import LABELLED_FILE  # noqa: E402
 from core.evidence import UNSERVED, Lexicon, Task, extract  # noqa: E402
-
-DEV = ROOT.parent / "shared" / "data" / "routing_dev.jsonl"
-
-
-def labelled_rows() -> list[dict]:
-    rows = []
-    for path in (LABELLED_FILE, DEV):
-        if path.exists():
-            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows
+from eval_tier3 import DEV, rows_of  # noqa: E402  (this folder is sys.path[0])
 
 
 def main() -> int:
@@ -46,7 +36,7 @@ def main() -> int:
     lexicon = Lexicon.load()
     labels: dict[tuple[str, str], Counter] = defaultdict(Counter)
     weight: dict[tuple[str, str], float] = {}
-    rows = labelled_rows()
+    rows = [row for path in (LABELLED_FILE, DEV) if path.exists() for row in rows_of(path)]
     for row in rows:
         task = Task(objective=row["objective"], context_refs=row.get("context_refs") or [])
         extraction = extract(task, lexicon)
