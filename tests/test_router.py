@@ -467,6 +467,11 @@ def test_shell_one_liner_is_devops(lexicon):
                    "operating system", lexicon) == [
         "systems"]
     assert domains("Make directory foo on the server", lexicon) == ["devops"]
+    # "make" asks a shell for a thing made; "make X concurrent" asks for a change to a program
+    assert domains("make all .sh files in the scripts folder executable", lexicon) == ["devops"]
+    assert "shell_task" not in [e.kind for e in extract(Task(
+        objective="Make the HTTP calls in the sync job concurrent with async and a limit of ten "
+                  "at a time."), lexicon).evidence]
     # a file's name that opens the text is no verb: "report.ipynb" does not "report"
     assert domains("report.ipynb takes 20 minutes because it recomputes everything from the raw "
                    "logs", lexicon) == ["data"]
