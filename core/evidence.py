@@ -472,6 +472,10 @@ _TECHNICAL_SENSES = {
     # "our http client leaks connections": a program's client, not a customer
     b"client": frozenset((b"http", b"api", b"sdk", b"grpc", b"websocket", b"connection",
                           b"connections", b"request", b"requests", b"responses")),
+    # a repository's branches, not a bank's or a shop's: "this step never runs on tags"
+    b"branches": frozenset((b"git", b"main", b"master", b"tags", b"tag", b"merge", b"push",
+                            b"pull", b"commit", b"commits", b"ci", b"pipeline", b"workflow",
+                            b"release", b"feature", b"rebase")),
 }
 # A text about a team's programs and machines reports a fault or a chore, not an analyst's question:
 # "secrets for the payment provider are copied by hand onto each machine", "the script prints a
@@ -538,6 +542,12 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("python", "\nimport ", "import", re.compile(
         r"\nimport\s+(?!(?:%s)\b)[\w.]+(\s+as\s+\w+)?[ \t]*(\n|$)" % "|".join(_SWIFT_MODULES))),
     ("python", "\nfrom ", "from", re.compile(r"\nfrom\s+[\w.]+\s+import\s")),
+    # a loop header ending in a colon over an indented body, and a file opened in a with
+    # statement: Python's ("for (int i = 0; ...) {" and "for x in xs do" are not)
+    ("python", "\nfor ", "for", re.compile(
+        r"\nfor\s+\w+(?:\s*,\s*\w+)*\s+in\s+[^\n]+:[ \t]*(#[^\n]*)?\n[ \t]+\S")),
+    ("python", "\nwhile ", "while", re.compile(r"\nwhile\s+[^\n]+:[ \t]*(#[^\n]*)?\n[ \t]+\S")),
+    ("python", "with open(", "open", re.compile(r"with open\([^\n]*\)\s+as\s+\w+\s*:")),
     ("python", "`from ", "from", re.compile(r"`from\s+[\w.]+\s+import\s+(\*|\w)")),  # inline code
     # a test written as Python's assert statement (Java's ends with ";", C's assert is a call)
     ("python", "assert ", "assert", re.compile(r"assert\s+\w+\([^\n;]*\)\s*==\s*[^=\n;]+(\n|$)")),

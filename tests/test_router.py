@@ -333,6 +333,12 @@ def test_code_shapes(lexicon):
     assert domains("What is the difference between == and === ?", lexicon) == ["web"]
     assert domains("if (user !== null) return", lexicon) == ["web"]
     assert domains("Release notes\n=============\n\nFixed the login bug.", lexicon) != ["web"]
+    # a loop header ending in a colon over an indented body, a file opened in a with statement
+    assert domains("why is this slow?\n\nresult = []\nfor row in rows:\n    result = result + [f(row)]",
+                   lexicon) == ["python"]
+    assert domains("what's wrong with\n\nwith open(path) as f:\n    data = f.read", lexicon) == [
+        "python"]
+    assert "python" not in domains("for (int i = 0; i < n; i++)\n  total += a[i];", lexicon)
 
 
 def test_a_python_assert_names_the_language(lexicon):
@@ -1309,6 +1315,10 @@ def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_recor
     # nor is an HTTP client a customer
     assert "analysis_question" not in kinds(
         "our http client leaks connections because responses are never closed")
+    # a repository's branches are no shop's
+    assert "analysis_question" in kinds("Which branches had the highest sales per employee?")
+    assert "analysis_question" not in kinds(
+        "this step never runs on tags, only on the main branches")
     # "each other" and a number that counts nothing ask no analyst's question
     assert "analysis_question" not in kinds(
         "users can see each other's drafts by changing the number in the link")
