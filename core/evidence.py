@@ -519,6 +519,7 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("cuda", "threadIdx.", "threadidx", None),
     ("web", "function", "function", re.compile(r"function\s+\w+\s*\([^)\n]*\)\s*(:\s*[^{\n]+)?\{")),
     ("web", "=>", None, re.compile(r"=>\s*\{")),
+    ("web", ".then(", "then", None),  # a promise's callback
     # strict (in)equality is JavaScript's (or PHP's); a Markdown underline ends its line
     ("web", "===", None, re.compile(r"(?<![=!<>])===(?!=)(?![ \t]*(\n|$))")),
     ("web", "!==", None, re.compile(r"!==(?!=)(?![ \t]*(\n|$))")),
@@ -527,6 +528,9 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("systems", "std::", "std", re.compile(r"std::\w")),
     ("systems", "int main", "main", re.compile(r"int\s+main\s*\(")),
     ("systems", "fn ", "fn", re.compile(r"fn\s+\w+\s*\([^)\n]*\)\s*(->|\{)")),
+    # Rust's macros called by name: println!("..."), vec![...]
+    ("systems", "println!(", "println", None),
+    ("systems", "vec![", "vec", None),
     # a C function definition at the start of a line (Java and C# methods sit in a class, Go
     # and Rust say func/fn); each leading word is its own literal
     *[("systems", f"\n{word} ", word, _C_SIGNATURE) for word in (
@@ -576,7 +580,13 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     # Swift imports its frameworks the way Python imports a module
     (UNSERVED, "\nimport ", "import", re.compile(r"\nimport\s+(?:%s)[ \t]*(\n|$)" % "|".join(_SWIFT_MODULES))),
     (UNSERVED, "local function", "local", re.compile(r"local function\s+\w+\s*\(")),
+    # Go's channels and its fmt package
+    (UNSERVED, "make(chan ", "make", None),
+    (UNSERVED, "fmt.Print", "fmt", re.compile(r"fmt\.Print(ln|f)?\(")),
 ]
+# A Dockerfile's first lines: a FROM line, then one of its instructions within a few lines.
+_DOCKERFILE = re.compile(r"\nFROM\s+[\w.:/@${}-]+(?:\s+AS\s+\w+)?[ \t]*\n(?:[^\n]*\n){0,8}?[ \t]*"
+                         r"(?:RUN|COPY|ADD|CMD|ENTRYPOINT|WORKDIR|ENV|ARG|EXPOSE|USER)\s")
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.
 _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
                for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
@@ -1297,6 +1307,13 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 if domain == "systems" and "__global__" in text:
                     continue  # CUDA C++: the kernel, not the C++, names the specialist
                 evidence.append(Evidence(1, domain, "code", domain + " code", lexicon.code_shape_weight))
+
+    # A Dockerfile pasted into the text is the Dockerfile the task changes, as one named in the
+    # context refs is: the Python its RUN lines install does not make it Python's.
+    if b"from " in lower and _found_at("\n" + text, "\nFROM ", _DOCKERFILE):
+        has_code = True
+        for domain, weight in lexicon.files.get("dockerfile", ()):
+            evidence.append(Evidence(1, domain, "file", "a pasted Dockerfile (dockerfile)", weight))
 
     # Tier 1: a power written as x^2 or (n+1)^k is algebra (a regex's ^abc is not: nothing before).
     if b"^" in marks and _found_at(text, "^", _POWER):

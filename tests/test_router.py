@@ -339,6 +339,22 @@ def test_code_shapes(lexicon):
     assert domains("what's wrong with\n\nwith open(path) as f:\n    data = f.read", lexicon) == [
         "python"]
     assert "python" not in domains("for (int i = 0; i < n; i++)\n  total += a[i];", lexicon)
+    # Rust's macros; Go's channels and fmt (no specialist's); a promise's callback
+    assert domains("let v = vec![1, 2, 3];\nprintln!(\"{}\", v[0]);", lexicon) == ["systems"]
+    go = extract(Task(objective="why does this hang\n\nch := make(chan int)\nch <- 1\n"
+                                "fmt.Println(<-ch)"), lexicon)
+    assert go.unserved and not go.domains
+    assert domains("fetch('/api/items').then(r => r.json())", lexicon) == ["web"]
+
+
+def test_a_pasted_dockerfile_is_the_dockerfile_the_task_changes(lexicon):
+    # as a Dockerfile in the context refs is: the Python its RUN lines install is not the trade
+    text = ("the image is huge, how do I shrink it?\n\nFROM python:3.12\nCOPY . /app\n"
+            "RUN pip install -r /app/requirements.txt")
+    assert domains(text, lexicon)[0] == "devops"
+    # a FROM in prose is no Dockerfile
+    assert domains("Move the imports FROM the old module into utils.py and RUN the tests", lexicon,
+                   ["utils.py"])[0] == "python"
 
 
 def test_a_python_assert_names_the_language(lexicon):
