@@ -520,6 +520,10 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("web", "function", "function", re.compile(r"function\s+\w+\s*\([^)\n]*\)\s*(:\s*[^{\n]+)?\{")),
     ("web", "=>", None, re.compile(r"=>\s*\{")),
     ("web", ".then(", "then", None),  # a promise's callback
+    ("web", "<?php", "php", None),  # PHP is the web's (the SQL it runs is the page's)
+    # HTML's (and JSX's) elements
+    *[("web", f"<{tag}", tag, re.compile(f"<{tag}[\\s>]"))
+      for tag in ("form", "div", "button", "input", "span")],
     # strict (in)equality is JavaScript's (or PHP's); a Markdown underline ends its line
     ("web", "===", None, re.compile(r"(?<![=!<>])===(?!=)(?![ \t]*(\n|$))")),
     ("web", "!==", None, re.compile(r"!==(?!=)(?![ \t]*(\n|$))")),
@@ -565,6 +569,8 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
     ("data", "COUNT(", "count", re.compile(r"COUNT\((DISTINCT\s+)?[\w.*]+\)")),
     ("data", "ORDER BY ", "order", re.compile(r"ORDER BY\s+\w+(\.\w+)?(\s+(ASC|DESC)\b|\s*,|\s*;|\s*$)")),
     ("devops", "#!", None, re.compile(r"#!\s*/(usr/)?bin/(env\s+)?(ba|z)?sh")),
+    # a Terraform resource block
+    ("devops", "resource \"", "resource", re.compile(r'resource\s+"\w+"\s+"[\w-]+"\s*\{')),
     # languages no specialist serves: Go and Swift (func), Kotlin (fun), Java and C# methods,
     # Ruby (a def with no colon), Scala (def ...: T =), Julia (typed arguments), Perl subs, Lua
     (UNSERVED, "func ", "func", re.compile(r"func\s+(\(\w+\s+\*?\w+\)\s*)?\w+\s*\([^)\n]*\)")),

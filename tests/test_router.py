@@ -345,6 +345,15 @@ def test_code_shapes(lexicon):
                                 "fmt.Println(<-ch)"), lexicon)
     assert go.unserved and not go.domains
     assert domains("fetch('/api/items').then(r => r.json())", lexicon) == ["web"]
+    # PHP and HTML are the web's, the SQL a PHP page runs included; a Terraform resource block
+    assert domains("<?php\n$rows = $db->query('SELECT * FROM posts');", lexicon)[0] == "web"
+    assert domains('<form action="/save">\n  <button type="button">Save</button>\n</form>',
+                   lexicon) == ["web"]
+    assert domains('resource "aws_instance" "web" {\n  ami = data.aws_ami.latest.id\n}',
+                   lexicon) == ["devops"]
+    # pandas' row loop is pandas', though it is a Python loop
+    assert domains("for i, row in df.iterrows():\n    df.at[i, 'total'] = row['price'] * 2",
+                   lexicon)[0] == "data"
 
 
 def test_a_pasted_dockerfile_is_the_dockerfile_the_task_changes(lexicon):
