@@ -316,8 +316,8 @@ _SHELL_TASK_MAX = 200  # characters
 # "Make the script deploy.sh executable"); "Make the HTTP calls concurrent" and "Make our library
 # accept paths" ask for a change to a program.
 _MADE_BY_COMMAND = (b"a ", b"an ", b"all ", b"new ", b"directory", b"directories", b"dir ",
-                    b"the directory", b"the directories", b"the file", b"the script", b"the scripts",
-                    b"every ", b"each ", b"symbolic", b"a symbolic", b"executable", b"copies")
+                    b"the directory", b"the directories", b"the file", b"the script", b"every ",
+                    b"each ", b"symbolic", b"executable", b"copies")
 # Verbs a shell command and a change to a program share ("Replace foo with bar in all .txt files",
 # "Make the embedded web server handle two clients at once"): with them a machine's object (a
 # server, a CPU) makes no one-liner of a text a trade already has words for.
@@ -1435,7 +1435,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         # "report.ipynb takes 20 minutes...": a file's name opens the text, not a verb
         named_file = lower.startswith(verb + b".") and lower[len(verb) + 1:len(verb) + 2].isalpha()
         shell_verb = not asked and not named_file and (
-            verb in _SHELL_VERBS and not (verb == b"make" and not rest.startswith(_MADE_BY_COMMAND)) or (
+            verb in _SHELL_VERBS and (verb != b"make" or rest.startswith(_MADE_BY_COMMAND)) or (
             verb == b"write" and rest.startswith(_WRITE_STREAMS)) or (
             verb == b"keep" and rest.startswith(b"only ")))  # not "Keep the API secret out of ..."
         # a command's own name first; "sleep for 10 seconds" is one too, not a bedtime
