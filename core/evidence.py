@@ -1809,8 +1809,14 @@ def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, f
         return ranked  # documentation and algorithms are written for code in any language
     owner = None
     kinds = set()
-    for item in evidence:
-        if item.kind != "file" or item.weight <= 0:
+    files = [item for item in evidence if item.kind == "file" and item.weight > 0]
+    # a ref's folder says where it lives; its name, when it speaks, says what it is: data's jobs/
+    # folder does not make jobs/reindex.py a second trade's file (a folder of the leading trade's
+    # own still makes it that trade's: scripts/deploy.py about pods)
+    named = {item.match.rsplit(" (", 1)[0] for item in files if not _file_kind(item).endswith("/")}
+    for item in files:
+        if (item.domain != top and _file_kind(item).endswith("/")
+                and item.match.rsplit(" (", 1)[0] in named):
             continue
         if item.domain == top or item.domain not in scores or owner not in (None, item.domain):
             return ranked  # the leading trade's own file, files of several trades, or unserved code

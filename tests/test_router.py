@@ -234,6 +234,10 @@ def test_code_in_one_language_is_that_languages_trade(lexicon):
     assert domains("bq load with --autodetect on an existing table fails with 'Provided Schema "
                    "does not match Table'; load with the table's schema instead.", lexicon,
                    [".kokoro/release_dates.sh"])[0] == "data"
+    # a ref's folder says where it lives, its name what it is: a .py file in jobs/ (a folder of
+    # data's) about an upload the words give operations is still Python work
+    assert domains("Add retries to the function that uploads the nightly report to S3.", lexicon,
+                   ["jobs/report_upload.py"])[0] == "python"
     # a file of the words' own trade beside the code: the words decide
     assert domains("The optimizer collapses duplicate rows from a join when the row_number column "
                    "is not projected", lexicon, ["src/topn.cpp", "queries/topn.sql"])[0] == "data"
