@@ -1741,6 +1741,11 @@ def _file_kind(item: Evidence) -> str:
     return item.match.rsplit(" (", 1)[-1].rstrip(")")
 
 
+def _file_path(item: Evidence) -> str:
+    """The path a tier-2 file evidence is about: "a/b.py (.py)" -> "a/b.py"."""
+    return item.match.rsplit(" (", 1)[0]
+
+
 def _hand_lead(scores: dict[str, float], evidence: list[Evidence], top: str, owner: str,
                tier: int, kind: str, match: str) -> list[tuple[str, float]]:
     """``owner`` gains the leading trade's whole score, with evidence of ``kind`` saying why."""
@@ -1813,10 +1818,9 @@ def _language_decides_trade(ranked: list[tuple[str, float]], scores: dict[str, f
     # a ref's folder says where it lives; its name, when it speaks, says what it is: data's jobs/
     # folder does not make jobs/reindex.py a second trade's file (a folder of the leading trade's
     # own still makes it that trade's: scripts/deploy.py about pods)
-    named = {item.match.rsplit(" (", 1)[0] for item in files if not _file_kind(item).endswith("/")}
+    named = {_file_path(item) for item in files if not _file_kind(item).endswith("/")}
     for item in files:
-        if (item.domain != top and _file_kind(item).endswith("/")
-                and item.match.rsplit(" (", 1)[0] in named):
+        if item.domain != top and _file_kind(item).endswith("/") and _file_path(item) in named:
             continue
         if item.domain == top or item.domain not in scores or owner not in (None, item.domain):
             return ranked  # the leading trade's own file, files of several trades, or unserved code
