@@ -401,7 +401,7 @@ _PERSONS = (*b"someone somebody anyone".split(),
             partner son daughter boss cousin uncle aunt grandma grandpa grandmother grandfather
             parents girlfriend boyfriend roommate neighbour neighbor niece nephew""".split()))
 _PERSON_CLAUSE = re.compile(
-    rb"(?:(?!(?:how|what|why|to|so|and|but|fix|debug|with)\b)[\w+#.-]+ ?){1,6}")
+    rb"(?:(?!(?:how|what|why|to|so|but|fix|debug|with)\b)[\w+#.-]+ ?){1,6}")
 
 
 # The last word of each of _PERSONS: the word before a " who " is looked up here first (an
@@ -1486,7 +1486,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
 
     # Tier 1: the trade of the person an everyday ask is for is no trade of the task: "Recommend a
     # chair for someone who writes C++ ten hours a day". A clause of a few words after the person
-    # (it stops where the ask goes on: "... who knows Java how Python generators work").
+    # (it stops where the ask goes on: "... who knows Java how Python generators work"; not at
+    # "and", which joins the things the person does: "... who reads Grafana dashboards and
+    # Kubernetes logs all day". No labelled task's route moved when "and" stopped ending it.)
     if _PERSON_WORD in flags and not has_code and not task.context_refs:
         clauses = _person_clauses(lower)
         if clauses:

@@ -587,6 +587,9 @@ def test_the_trade_of_the_person_an_ask_is_for_is_not_the_tasks(lexicon):
     # ... with a specialty and seniority before the trade
     assert domains("Draft a job ad for a senior data engineer who knows Spark and Airflow.",
                    lexicon) == []
+    # ... and the clause goes on over "and" to the second thing the person does
+    assert domains("Recommend a monitor for someone who reads Grafana dashboards and Kubernetes "
+                   "logs all day.", lexicon) == []
 
 
 
