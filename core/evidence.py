@@ -593,6 +593,22 @@ _CODE_SHAPES: list[tuple[str, str, str | None, re.Pattern[str] | None]] = [
 # A Dockerfile's first lines: a FROM line, then one of its instructions within a few lines.
 _DOCKERFILE = re.compile(r"\nFROM\s+[\w.:/@${}-]+(?:\s+AS\s+\w+)?[ \t]*\n(?:[^\n]*\n){0,8}?[ \t]*"
                          r"(?:RUN|COPY|ADD|CMD|ENTRYPOINT|WORKDIR|ENV|ARG|EXPOSE|USER)\s")
+# A fenced block's language tag ("```hcl") names its language as a file's extension does: the
+# tag is looked up as that file in the lexicon's [*.files] (so "```go" is no served trade's).
+_FENCE_TAG = re.compile(rb"```[ \t]*([\w+#-]+)")
+_FENCE_FILES = {tag.encode(): name for name, tags in {
+    ".py": "python py python3 py3 pycon ipython", ".c": "c", ".h": "h",
+    ".cpp": "cpp c++ cc cxx hpp", ".cu": "cuda cu", ".rs": "rust rs", ".zig": "zig",
+    ".go": "go golang", ".java": "java", ".kt": "kotlin kt", ".swift": "swift",
+    ".cs": "csharp cs c#", ".rb": "ruby rb", ".scala": "scala", ".lua": "lua", ".jl": "julia jl",
+    ".js": "js javascript mjs node", ".jsx": "jsx", ".ts": "ts typescript", ".tsx": "tsx",
+    ".html": "html", ".vue": "vue", ".svelte": "svelte", ".css": "css", ".scss": "scss",
+    ".sass": "sass", ".less": "less", ".php": "php",
+    ".sql": "sql postgresql postgres psql mysql sqlite plpgsql",
+    ".sh": "bash sh shell zsh console shell-session", ".ps1": "powershell ps1 pwsh",
+    ".tf": "hcl terraform tf", "dockerfile": "dockerfile docker", ".yaml": "yaml yml",
+    "makefile": "makefile make", ".cmake": "cmake", ".md": "markdown md", ".rst": "rst",
+}.items() for tag in tags.split()}
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.
 _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
                for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
@@ -1313,6 +1329,15 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
                 if domain == "systems" and "__global__" in text:
                     continue  # CUDA C++: the kernel, not the C++, names the specialist
                 evidence.append(Evidence(1, domain, "code", domain + " code", lexicon.code_shape_weight))
+
+    # A fenced block tagged with its language says so outright, as its file would.
+    if b"`" in marks and b"```" in lower:
+        names = {_FENCE_FILES.get(match.group(1))
+                 for match in itertools.islice(_FENCE_TAG.finditer(lower), _MAX_PLACES)}
+        for name in sorted(names - {None}):
+            for domain, weight in lexicon.files.get(name, ()):
+                has_code = True
+                evidence.append(Evidence(1, domain, "code", f"a ```{name.lstrip('.')} block", weight))
 
     # A Dockerfile pasted into the text is the Dockerfile the task changes, as one named in the
     # context refs is: the Python its RUN lines install does not make it Python's.

@@ -370,6 +370,18 @@ def test_a_pasted_dockerfile_is_the_dockerfile_the_task_changes(lexicon):
                    ["utils.py"])[0] == "python"
 
 
+def test_a_fenced_blocks_language_tag_names_its_language(lexicon):
+    # as the block's file would: C's loop has no shape the code shapes know
+    assert domains("why is this UB?\n```c\nint a[4];\nfor (int i = 0; i <= 4; i++) a[i] = 0;\n```",
+                   lexicon) == ["systems"]
+    assert domains('explain\n```hcl\nvariable "region" {}\n```', lexicon) == ["devops"]
+    # a language no specialist writes is the base model's
+    ruby = extract(Task(objective="what does this print?\n```ruby\nputs [1, 2].sum\n```"), lexicon)
+    assert ruby.domains == [] and ruby.unserved
+    # a tag the lexicon has no file for says nothing
+    assert domains("what is this?\n```foo\nbar baz\n```", lexicon) == []
+
+
 def test_a_python_assert_names_the_language(lexicon):
     task = ("Write a function to find the second largest number in a list. "
             "assert second_largest([10, 20, 4, 45, 99]) == 45")
