@@ -14,9 +14,10 @@ set. Scoring them with today's router flatters it. This script rebuilds the firs
   thresholds given here, so a change to how tier 3 joins tiers 1-2 is measured on tasks neither
   had seen.
 
-Needs the repository's git history and the embeddings extra; about 5 minutes here.
+Needs the repository's git history and the embeddings extra; about 40 minutes here for 5,958
+tasks (seconds with --inputs once it is written).
 Run: .venv/bin/python bench/eval_first_runs.py [--overrule-threshold P] [--threshold P]
-     [--hinted-threshold P] [--long-threshold P] [--misses FILE]
+     [--hinted-threshold P] [--long-threshold P] [--misses FILE] [--inputs FILE]
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ def main() -> int:
                         help=f"... when the text has {LONG_TEXT_WORDS} words or more.")
     parser.add_argument("--misses", type=Path,
                         help="Write the tasks routed wrong with tier 3 here, one JSON line each.")
+    parser.add_argument("--inputs", type=Path,
+                        help="Keep the rebuilt extractions and tier 3 probabilities in this JSON "
+                             "file (written if missing, read if present), so trying other "
+                             "thresholds takes seconds instead of the rebuild's minutes.")
     args = parser.parse_args()
 
     batches = first_runs()
@@ -137,8 +142,16 @@ def main() -> int:
         by_commit[batches[batch_of(row)]].append(row)
     print(f"{len(rounds)} tasks of {len(batches)} blind rounds, tiers 1-2 at {len(by_commit)} "
           f"commits", file=sys.stderr)
-    probabilities = tier3_before(holdout, batches, args.chunk)
-    then = extractions_then(by_commit)
+    if args.inputs and args.inputs.exists():
+        saved = json.loads(args.inputs.read_text())
+        probabilities, then = saved["tier3"], saved["tiers_1_2"]
+        if set(then) != {row["id"] for row in rounds}:
+            parser.error(f"{args.inputs} was built from other rounds: delete it to rebuild")
+    else:
+        probabilities = tier3_before(holdout, batches, args.chunk)
+        then = extractions_then(by_commit)
+        if args.inputs:
+            args.inputs.write_text(json.dumps({"tier3": probabilities, "tiers_1_2": then}))
 
     table = RoutingTable.seed()
     router = Router(table, embedding_threshold=args.threshold,
