@@ -446,6 +446,56 @@ def _person_clauses(lower: bytes) -> list[tuple[int, int]]:
     return spans
 
 
+# A fault in a team's own code, told in no language: "our script crashes when the input file is
+# empty", "the records iterator never closes the file if the caller stops early". The generalist
+# coder is the python specialist (the fleet has no other), and that is how the labelled tasks
+# file them; without this a record's or a file's words decide ("csv", "rows", "export").
+_CODE_PARTS = frozenset(b"""function functions method methods class dataclass dataclasses module
+    script importer exporter loader parser validator iterator decorator helper wrapper serializer
+    deserializer tests test code""".split())
+_CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
+    traceback mutates compares imports hangs chokes breaks fails fail slow""".split())
+# A program of the team's own (a daemon, a server, a tool it wrote or ships) meeting the operating
+# system: systems programming, though an operator's words tell it ("our daemon should drop root
+# privileges after binding port 443", "the proxy we run opens a connection per request and runs
+# out of ephemeral ports"). Not "the service" alone: that is as often one an operator runs.
+_OWN_PROGRAM = re.compile(
+    rb" our (?:[a-z0-9_]+ ){0,2}?(?:daemon|server|service|tool|program|agent|proxy|firmware"
+    rb"|library|engine) |(?: the| a) (?:[a-z0-9_]+ ){0,2}?(?:daemon|server|service|tool|program"
+    rb"|agent|proxy|engine) we (?:ship|wrote|built|maintain|install|run|develop) | the (?:daemon"
+    rb"|program) ")
+_OS_WORDS = frozenset(b"""sockets socket descriptors descriptor fd fds pid privileges privilege root
+    signal sighup sigterm mmap map atomic atomically fsync lock locks mutex child process processes
+    epoll backlog ports port syscall syscalls symlinks symbolic hard links sparse inode inodes
+    rename memory leak leaks heap stack kernel filesystem ephemeral connections bind binding ulimit
+    mapped page cache""".split())
+_OWN_PROGRAM_MAX = 400  # characters: a report of a fault, not a log or a design document
+# Trades that may already lead on words when the rules above weigh in: records' and files' words
+# (data's) beside a fault in code; an operator's words (devops') beside a program's own.
+_CODE_FAULT_RIVALS = frozenset(("python", "data"))
+_OWN_PROGRAM_RIVALS = frozenset(("systems", "devops"))
+
+
+def _own_program(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
+    """Evidence for the trade of a fault in the team's own program told in no trade's words: a
+    daemon's or a server's dealings with the OS are systems', a script's or a function's python's.
+    Only when no other trade already has its case (min_score), and for the daemon when no
+    operator's tool is named outright (a weight-3 devops word: "unit file", "systemd")."""
+    scores: dict[str, float] = {}
+    for item in evidence:
+        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
+    led = {domain for domain, score in scores.items() if score >= lexicon.min_score}
+    words = set(separated.split())
+    if (led <= _OWN_PROGRAM_RIVALS and words & _OS_WORDS and _OWN_PROGRAM.search(separated)
+            and not any(item.domain == "devops" and item.weight >= 3 for item in evidence)):
+        return Evidence(1, "systems", "own_program", "a program of ours meets the OS",
+                        lexicon.own_program_weight)
+    if led <= _CODE_FAULT_RIVALS and words & _CODE_PARTS and words & _CODE_FAULTS:
+        return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
+                        lexicon.code_fault_weight)
+    return None
+
+
 # What a business keeps records of, and the words of a question about them.
 _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff students teachers patients
     doctors products items orders invoices payments transactions purchases sales deals salespeople
@@ -725,7 +775,7 @@ class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
     kind: str    # keyword | deliverable | code | notation | word_problem | shell_task |
-    #              analysis_question | file | file_word | text_file | shared_language |
+    #              analysis_question | code_fault | own_program | file | file_word | text_file | shared_language |
     #              source_language | embedding
     match: str
     weight: float
@@ -770,6 +820,8 @@ class Lexicon:
         self.word_problem_weight = float(settings.get("word_problem_weight", 3.5))
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.analysis_question_weight = float(settings.get("analysis_question_weight", 2.0))
+        self.code_fault_weight = float(settings.get("code_fault_weight", 2.5))
+        self.own_program_weight = float(settings.get("own_program_weight", 3.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_column_weight = float(settings.get("named_column_weight", 2.0))
@@ -1598,6 +1650,12 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             # it delivers, whatever the text is about (192 labelled tasks, all documentation)
             evidence.append(Evidence(2, "docs", "deliverable", "only documents in the refs",
                                      lexicon.documents_only_weight))
+
+    # Tier 1: a fault in the team's own program, told in no trade's words (see _own_program)
+    if not has_code and not task.context_refs and len(text) <= _OWN_PROGRAM_MAX:
+        own = _own_program(separated, evidence, lexicon)
+        if own:
+            evidence.append(own)
 
     return decide(evidence, lexicon)
 
