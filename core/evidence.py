@@ -821,7 +821,7 @@ class Lexicon:
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.analysis_question_weight = float(settings.get("analysis_question_weight", 2.0))
         self.code_fault_weight = float(settings.get("code_fault_weight", 2.5))
-        self.own_program_weight = float(settings.get("own_program_weight", 3.0))
+        self.own_program_weight = float(settings.get("own_program_weight", 2.0))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_column_weight = float(settings.get("named_column_weight", 2.0))
