@@ -454,7 +454,8 @@ _CODE_PARTS = frozenset(b"""function functions method methods class dataclass da
     script importer exporter loader parser validator iterator decorator helper wrapper serializer
     deserializer tests test code""".split())
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
-    traceback mutates compares imports hangs chokes breaks fails fail slow""".split())
+    traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
+    integers rounds rounding locale encoding none twice duplicate duplicates""".split())
 # A program of the team's own (a daemon, a server, a tool it wrote or ships) meeting the operating
 # system: systems programming, though an operator's words tell it ("our daemon should drop root
 # privileges after binding port 443", "the proxy we run opens a connection per request and runs
@@ -483,8 +484,12 @@ def _own_program(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -
     operator's tool is named outright (a weight-3 devops word: "unit file", "systemd")."""
     scores: dict[str, float] = {}
     for item in evidence:
+        if item.kind == "deliverable" and item.weight < 0:
+            return None  # code asked for ("Write a function to ..."), not a fault in code of ours
         scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
     led = {domain for domain, score in scores.items() if score >= lexicon.min_score}
+    if not (led <= _OWN_PROGRAM_RIVALS or led <= _CODE_FAULT_RIVALS):
+        return None
     words = set(separated.split())
     if (led <= _OWN_PROGRAM_RIVALS and words & _OS_WORDS and _OWN_PROGRAM.search(separated)
             and not any(item.domain == "devops" and item.weight >= 3 for item in evidence)):

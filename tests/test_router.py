@@ -1362,6 +1362,8 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
     assert "code_fault" not in kinds("The React component's test fails after the upgrade to hooks.")
     # asking for new code is no fault ("returns" is what a function does, not what goes wrong)
     assert "code_fault" not in kinds("Write a function that returns the second largest number in a list.")
+    assert "code_fault" not in kinds("Write a function to remove duplicate words from a sentence.")
+    assert "code_fault" in kinds("our script's logging prints every message twice after we imported a library")
     # the task's own files speak for themselves
     assert "code_fault" not in kinds("our script crashes when the input file is empty", ["run.sh"])
 
