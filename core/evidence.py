@@ -501,6 +501,40 @@ def _own_program(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -
     return None
 
 
+# A datastore run as a service, nothing asked of what is in it: its replicas, failovers, upgrades,
+# backups, nodes, memory and connections are an operator's ("the MySQL replica stopped
+# replicating", "upgrade the Redis cluster from 6 to 7"), though its name is the data trade's word.
+# A word about its contents (a query, rows, a table, a report) leaves the task to the words.
+_DATASTORES = frozenset(b"""postgres postgresql mysql mariadb redis kafka rabbitmq mongodb mongo
+    elasticsearch opensearch clickhouse cassandra memcached etcd zookeeper nats pulsar sqs pgbouncer
+    database databases db broker brokers replica replicas""".split())
+_STORE_OPERATIONS = frozenset(b"""replica replicas replication replicating failover failed primary
+    standby upgrade upgrading backup backups restore snapshot snapshots node nodes cluster heap disk
+    disks autovacuum vacuum wal tls certificate certificates passwords password credentials pool
+    connections max_connections lag lags partitions consumers rebalance dead letter memory cpu hosts
+    host downtime restart restarts watermark quorum shard shards""".split())
+_STORE_CONTENTS = frozenset(b"""query queries select join joins rows row columns column report
+    reports dashboard aggregate compute average sum count total per which who schema model table
+    tables index indexes insert inserts""".split())
+_STORE_RIVALS = frozenset(("data", "devops"))
+
+
+def _operated_store(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
+    """Evidence for devops when a datastore is operated and nothing is asked of its contents,
+    and no trade but data (the store's name) and devops has its case."""
+    scores: dict[str, float] = {}
+    for item in evidence:
+        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
+    if any(score >= lexicon.min_score and domain not in _STORE_RIVALS
+           for domain, score in scores.items()):
+        return None
+    words = set(separated.split())
+    if words & _DATASTORES and words & _STORE_OPERATIONS and not words & _STORE_CONTENTS:
+        return Evidence(1, "devops", "operated_store", "a datastore operated, not its contents",
+                        lexicon.operated_store_weight)
+    return None
+
+
 # What a business keeps records of, and the words of a question about them.
 _BUSINESS_RECORDS = frozenset(b"""customers clients users employees staff students teachers patients
     doctors products items orders invoices payments transactions purchases sales deals salespeople
@@ -780,8 +814,8 @@ class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
     kind: str    # keyword | deliverable | code | notation | word_problem | shell_task |
-    #              analysis_question | code_fault | own_program | file | file_word | text_file | shared_language |
-    #              source_language | embedding
+    #              analysis_question | code_fault | own_program | operated_store | file |
+    #              file_word | text_file | shared_language | source_language | embedding
     match: str
     weight: float
 
@@ -827,6 +861,7 @@ class Lexicon:
         self.analysis_question_weight = float(settings.get("analysis_question_weight", 2.0))
         self.code_fault_weight = float(settings.get("code_fault_weight", 2.5))
         self.own_program_weight = float(settings.get("own_program_weight", 2.0))
+        self.operated_store_weight = float(settings.get("operated_store_weight", 2.5))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))
         self.shell_task_weight = float(settings.get("shell_task_weight", 2.0))
         self.named_column_weight = float(settings.get("named_column_weight", 2.0))
@@ -1656,11 +1691,16 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             evidence.append(Evidence(2, "docs", "deliverable", "only documents in the refs",
                                      lexicon.documents_only_weight))
 
-    # Tier 1: a fault in the team's own program, told in no trade's words (see _own_program)
+    # Tier 1: a fault in the team's own program, told in no trade's words (see _own_program), or
+    # a datastore operated (see _operated_store)
     if not has_code and not task.context_refs and len(text) <= _OWN_PROGRAM_MAX:
         own = _own_program(separated, evidence, lexicon)
         if own:
             evidence.append(own)
+        else:
+            operated = _operated_store(separated, evidence, lexicon)
+            if operated:
+                evidence.append(operated)
 
     return decide(evidence, lexicon)
 

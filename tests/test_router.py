@@ -1368,6 +1368,20 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
     assert "code_fault" not in kinds("our script crashes when the input file is empty", ["run.sh"])
 
 
+def test_a_datastore_operated_is_devops_but_a_question_of_its_contents_is_data(lexicon):
+    def kinds(text):
+        return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+
+    assert domains("Upgrade the Redis cluster from 6 to 7 and check the clients still connect with TLS.",
+                   lexicon) == ["devops"]
+    assert "operated_store" in kinds("our database server's disk is 90% full and growing a few percent a week")
+    # its contents asked for: the words decide
+    assert "operated_store" not in kinds("Compute the 7-day rolling average of daily active users from "
+                                         "the Postgres replica's events table.")
+    # another trade's case made: a GPU cluster's queue is no datastore
+    assert "operated_store" not in kinds("The CUDA kernels on the Redis cluster's GPU nodes time out.")
+
+
 def test_a_question_about_records_is_data_s_but_a_program_s_clients_are_no_records(lexicon):
     def kinds(text):
         return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
