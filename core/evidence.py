@@ -452,7 +452,7 @@ def _person_clauses(lower: bytes) -> list[tuple[int, int]]:
 # file them; without this a record's or a file's words decide ("csv", "rows", "export").
 _CODE_PARTS = frozenset(b"""function functions method methods class dataclass dataclasses module
     script importer exporter loader parser validator iterator decorator helper wrapper serializer
-    deserializer tests test code""".split())
+    deserializer tests code""".split())
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
     traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
     integers rounds rounding locale encoding none twice duplicate duplicates""".split())
