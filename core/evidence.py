@@ -456,13 +456,14 @@ _CODE_PARTS = frozenset(b"""function functions method methods class dataclass da
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
     traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
     integers rounds rounding locale encoding none twice duplicate duplicates""".split())
-# A program of the team's own (a daemon, a server, a tool it wrote or ships) meeting the operating
-# system: systems programming, though an operator's words tell it ("our daemon should drop root
-# privileges after binding port 443", "the proxy we run opens a connection per request and runs
-# out of ephemeral ports"). Not "the service" alone: that is as often one an operator runs.
+# A program of the team's own (a daemon, a server, a tool it wrote or ships; not a library, which
+# is written in every language) meeting the operating system: systems programming, though an
+# operator's words tell it ("our daemon should drop root privileges after binding port 443", "the
+# proxy we run opens a connection per request and runs out of ephemeral ports"). Not "the
+# service" alone: that is as often one an operator runs.
 _OWN_PROGRAM = re.compile(
     rb" our (?:[a-z0-9_]+ ){0,2}?(?:daemon|server|service|tool|program|agent|proxy|firmware"
-    rb"|library|engine) |(?: the| a) (?:[a-z0-9_]+ ){0,2}?(?:daemon|server|service|tool|program"
+    rb"|engine) |(?: the| a) (?:[a-z0-9_]+ ){0,2}?(?:daemon|server|service|tool|program"
     rb"|agent|proxy|engine) we (?:ship|wrote|built|maintain|install|run|develop) | the (?:daemon"
     rb"|program) ")
 _OS_WORDS = frozenset(b"""sockets socket descriptors descriptor fd fds pid privileges privilege root
