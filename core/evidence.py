@@ -471,35 +471,11 @@ _OS_WORDS = frozenset(b"""sockets socket descriptors descriptor fd fds pid privi
     epoll backlog ports port syscall syscalls symlinks symbolic hard links sparse inode inodes
     rename memory leak leaks heap stack kernel filesystem ephemeral connections bind binding ulimit
     mapped page cache""".split())
-_OWN_PROGRAM_MAX = 400  # characters: a report of a fault, not a log or a design document
+_OWN_WORK_MAX = 400  # characters: a report of a fault, not a log or a design document
 # Trades that may already lead on words when the rules above weigh in: records' and files' words
 # (data's) beside a fault in code; an operator's words (devops') beside a program's own.
 _CODE_FAULT_RIVALS = frozenset(("python", "data"))
 _OWN_PROGRAM_RIVALS = frozenset(("systems", "devops"))
-
-
-def _own_program(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
-    """Evidence for the trade of a fault in the team's own program told in no trade's words: a
-    daemon's or a server's dealings with the OS are systems', a script's or a function's python's.
-    Only when no other trade already has its case (min_score), and for the daemon when no
-    operator's tool is named outright (a weight-3 devops word: "unit file", "systemd")."""
-    scores: dict[str, float] = {}
-    for item in evidence:
-        if item.kind == "deliverable" and item.weight < 0:
-            return None  # code asked for ("Write a function to ..."), not a fault in code of ours
-        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
-    led = {domain for domain, score in scores.items() if score >= lexicon.min_score}
-    if not (led <= _OWN_PROGRAM_RIVALS or led <= _CODE_FAULT_RIVALS):
-        return None
-    words = set(separated.split())
-    if (led <= _OWN_PROGRAM_RIVALS and words & _OS_WORDS and _OWN_PROGRAM.search(separated)
-            and not any(item.domain == "devops" and item.weight >= 3 for item in evidence)):
-        return Evidence(1, "systems", "own_program", "a program of ours meets the OS",
-                        lexicon.own_program_weight)
-    if led <= _CODE_FAULT_RIVALS and words & _CODE_PARTS and words & _CODE_FAULTS:
-        return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
-                        lexicon.code_fault_weight)
-    return None
 
 
 # A datastore run as a service, nothing asked of what is in it: its replicas, failovers, upgrades,
@@ -520,17 +496,33 @@ _STORE_CONTENTS = frozenset(b"""query queries select join joins rows row columns
 _STORE_RIVALS = frozenset(("data", "devops"))
 
 
-def _operated_store(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
-    """Evidence for devops when a datastore is operated and nothing is asked of its contents,
-    and no trade but data (the store's name) and devops has its case."""
-    scores: dict[str, float] = {}
+def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
+    """Evidence for the trade a shape of the team's own work names in another trade's words: a
+    daemon's or a server's dealings with the OS (systems), a fault in a script or a function
+    (python), a datastore operated (devops). Each only when no trade but the two at its seam
+    already has its case (min_score); the daemon not when an operator's tool is named outright (a
+    weight-3 devops word: "unit file", "systemd"), and no fault in code that is asked for."""
+    totals: dict[str, float] = {}
+    asks_for_code = False
     for item in evidence:
-        scores[item.domain] = scores.get(item.domain, 0.0) + item.weight
-    if any(score >= lexicon.min_score and domain not in _STORE_RIVALS
-           for domain, score in scores.items()):
+        totals[item.domain] = totals.get(item.domain, 0.0) + item.weight
+        # "Write a function to ...": code asked for, the base model's, not a fault in code of ours
+        asks_for_code = asks_for_code or (item.kind == "deliverable" and item.weight < 0)
+    led = {domain for domain, total in totals.items() if total >= lexicon.min_score}
+    own_program, code_fault, store = (led <= _OWN_PROGRAM_RIVALS, led <= _CODE_FAULT_RIVALS,
+                                      led <= _STORE_RIVALS)
+    if not (own_program or code_fault or store):
         return None
     words = set(separated.split())
-    if words & _DATASTORES and words & _STORE_OPERATIONS and not words & _STORE_CONTENTS:
+    if not asks_for_code:
+        if (own_program and words & _OS_WORDS and _OWN_PROGRAM.search(separated)
+                and not any(item.domain == "devops" and item.weight >= 3 for item in evidence)):
+            return Evidence(1, "systems", "own_program", "a program of ours meets the OS",
+                            lexicon.own_program_weight)
+        if code_fault and words & _CODE_PARTS and words & _CODE_FAULTS:
+            return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
+                            lexicon.code_fault_weight)
+    if store and words & _DATASTORES and words & _STORE_OPERATIONS and not words & _STORE_CONTENTS:
         return Evidence(1, "devops", "operated_store", "a datastore operated, not its contents",
                         lexicon.operated_store_weight)
     return None
@@ -1692,16 +1684,11 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             evidence.append(Evidence(2, "docs", "deliverable", "only documents in the refs",
                                      lexicon.documents_only_weight))
 
-    # Tier 1: a fault in the team's own program, told in no trade's words (see _own_program), or
-    # a datastore operated (see _operated_store)
-    if not has_code and not task.context_refs and len(text) <= _OWN_PROGRAM_MAX:
-        own = _own_program(separated, evidence, lexicon)
+    # Tier 1: the team's own work told in another trade's words (see _own_work)
+    if not has_code and not task.context_refs and len(text) <= _OWN_WORK_MAX:
+        own = _own_work(separated, evidence, lexicon)
         if own:
             evidence.append(own)
-        else:
-            operated = _operated_store(separated, evidence, lexicon)
-            if operated:
-                evidence.append(operated)
 
     return decide(evidence, lexicon)
 
