@@ -503,11 +503,12 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> E
     already has its case (min_score); the daemon not when an operator's tool is named outright (a
     weight-3 devops word: "unit file", "systemd"), and no fault in code that is asked for."""
     totals: dict[str, float] = {}
-    asks_for_code = False
+    asks_for_code = names_operators_tool = False
     for item in evidence:
         totals[item.domain] = totals.get(item.domain, 0.0) + item.weight
         # "Write a function to ...": code asked for, the base model's, not a fault in code of ours
         asks_for_code = asks_for_code or (item.kind == "deliverable" and item.weight < 0)
+        names_operators_tool = names_operators_tool or (item.domain == "devops" and item.weight >= 3)
     led = {domain for domain, total in totals.items() if total >= lexicon.min_score}
     own_program, code_fault, store = (led <= _OWN_PROGRAM_RIVALS, led <= _CODE_FAULT_RIVALS,
                                       led <= _STORE_RIVALS)
@@ -515,8 +516,8 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> E
         return None
     words = set(separated.split())
     if not asks_for_code:
-        if (own_program and words & _OS_WORDS and _OWN_PROGRAM.search(separated)
-                and not any(item.domain == "devops" and item.weight >= 3 for item in evidence)):
+        if (own_program and not names_operators_tool and words & _OS_WORDS
+                and _OWN_PROGRAM.search(separated)):
             return Evidence(1, "systems", "own_program", "a program of ours meets the OS",
                             lexicon.own_program_weight)
         if code_fault and words & _CODE_PARTS and words & _CODE_FAULTS:
