@@ -452,10 +452,12 @@ def _person_clauses(lower: bytes) -> list[tuple[int, int]]:
 # file them; without this a record's or a file's words decide ("csv", "rows", "export").
 _CODE_PARTS = frozenset(b"""function functions method methods class dataclass dataclasses module
     script importer exporter loader parser validator iterator decorator helper wrapper serializer
-    deserializer tests code""".split())
+    deserializer tests code generator generators handler handlers callback callbacks constructor
+    regex""".split())
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
     traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
-    integers rounds rounding locale encoding none twice duplicate duplicates""".split())
+    integers rounds rounding locale encoding none twice duplicate duplicates ignores ignored
+    silently wrong always never forever""".split())
 # A program of the team's own (a daemon, a server, a tool it wrote or ships; not a library, which
 # is written in every language) meeting the operating system: systems programming, though an
 # operator's words tell it ("our daemon should drop root privileges after binding port 443", "the
