@@ -1703,7 +1703,7 @@ _first = itemgetter(0)
 # README] for the Helm chart", "Add [comments] to the Dockerfile explaining ...".
 _PHRASE_BREAKS = frozenset(b"""for to of in on about that which who with without from into onto
     by at as and or so above below under over before after inside near beside explaining
-    describing listing covering showing using""".split())
+    describing listing covering showing using why how what when where whether""".split())
 _PHRASE_WORDS = 6
 _ALPHANUMERIC = re.compile(rb"[a-z0-9]")
 # ... and where it goes, after one of these ("Add a table [to the README]")
@@ -1749,6 +1749,7 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
 
 _SPECIFIC = frozenset((b"the", b"our", b"this", b"its", b"each", b"every"))
 _SAYS_WHERE = frozenset((b"explain", b"describe", b"note", b"mention", b"state"))
+_CONVERTING_VERBS = frozenset((b"turn", b"convert"))
 _WRITING_VERBS = frozenset((b"write", b"draft", b"rewrite", b"make", b"plan", b"suggest",
                             b"prepare", b"revise", b"proofread", b"translate"))
 
@@ -1792,6 +1793,11 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         if words and words[0] in _DETERMINERS:
             return lexicon.implied_deliverables[verb]
         return ()
+    if verb in _CONVERTING_VERBS and b"into" in words:
+        # "Turn the wiki page about deploying into a tested shell script": what the object
+        # becomes is the deliverable, not what it was
+        becomes, _, _ = _noun_phrase(words, words.index(b"into") + 1, _PHRASE_WORDS)
+        return _named_deliverable(becomes, lexicon) or ()
     phrase, stop, end = _noun_phrase(words, 0, _PHRASE_WORDS)
     found = _named_deliverable(phrase, lexicon)
     if found and found[0].domain == "null" and (phrase[0] in _SPECIFIC
