@@ -696,6 +696,15 @@ _FENCE_FILES = {tag.encode(): name for name, tags in {
     "makefile": "makefile make", ".cmake": "cmake", ".md": "markdown md", ".rst": "rst",
 }.items() for tag in tags.split()}
 # "calculate the ...", "find how ...": matched at each occurrence of the verb.
+# "AUC dropped from 0.82 to 0.71", "rose from 300 ms to 450 ms": a change measured (no labelled
+# word problem says one; a problem asks a quantity of it: "by what percent", "find the rate")
+_CHANGE_REPORT = re.compile(
+    rb"\b(?:rose|risen|dropped|fell|fallen|jumped|increased|decreased|grew|grown|climbed|spiked"
+    rb"|went up|went down|went|doubled|regressed|slowed|improved|degraded) from \S*[0-9]\S*"
+    rb"(?: [a-z%]+)? to \S*[0-9]")
+_CALCULATION_ASKED = re.compile(
+    rb"\b(?:calculate|compute|work out|determine|find the (?:[a-z]+ )?(?:rate|percent|percentage"
+    rb"|total|average|number|amount|value|ratio|difference|increase|decrease|growth|change))\b")
 _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
                for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
 # "the orders table": a table named by a plural noun is a database's ("times table" is not)
@@ -1486,6 +1495,11 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         if numbers >= 2 and b"." in marks:
             # a version is no quantity: "merge two dicts in Python 3.9+", "on Ubuntu 22.04"
             numbers -= _version_numbers(text)
+        if numbers >= 2 and not quantity and b" to " in lower and _CHANGE_REPORT.search(lower) and not (
+                imperative and _CALCULATION_ASKED.search(lower)):
+            # a measurement's change is a metric's report, not a problem's two quantities: "the
+            # p95 latency rose from 300 ms to 450 ms after the release; find the cause"
+            numbers -= 2
         if numbers >= 2 and b"ib " in separated and any(u in separated for u in _BINARY_UNITS):
             # "Tried to allocate 10.73 GiB on an 8 GiB card": binary units measure a machine,
             # and no word problem uses them
