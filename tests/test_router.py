@@ -126,6 +126,12 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     # the object ends at a preposition: "a short comment above each regular expression"
     assert domains("Add a short comment above each regular expression in the validator.", lexicon,
                    ["validators/patterns.py"])[0] == "docs"
+    # turned into something: what it becomes is the deliverable, not what it was
+    assert domains("Turn the wiki page about deploying into a tested shell script.", lexicon,
+                   ["scripts/deploy.sh"])[0] == "devops"
+    # where it is explained is the deliverable; the object ends before "why"
+    assert domains("Explain in the module's header comment why the cache is invalidated on both "
+                   "write and delete.", lexicon, ["src/cache.ts"])[0] == "docs"
     # a comments section is a page's feature, not a document
     assert domains("Add a comments section under each blog post with replies.", lexicon,
                    ["src/pages/posts/[slug].tsx"])[0] == "web"
@@ -198,6 +204,11 @@ def test_file_extensions_names_and_folders(lexicon):
     assert domains("Update this", lexicon, [".github/workflows/ci.yml"]) == ["devops"]
     assert domains("Tidy this up", lexicon, ["docs/"]) == ["docs"]
     assert domains("Tidy this up", lexicon, ["Dockerfile.dev"]) == ["devops"]
+    assert domains("Tidy this up", lexicon, ["docker/inference.Dockerfile"]) == ["devops"]
+    assert domains("Tidy this up", lexicon, ["Containerfile"]) == ["devops"]
+    # the image's CUDA is what the Dockerfile installs: the Dockerfile's trade
+    assert domains("Pin the CUDA and cuDNN versions in the base image", lexicon,
+                   ["docker/base.Dockerfile"])[0] == "devops"
     # .py names only the language: a data folder around it counts whole (shared_extensions);
     # the words then decide between python and data
     scores = extract(Task(objective="Fix it", context_refs=["etl/meters.py"]), lexicon).scores
@@ -441,6 +452,21 @@ def test_a_version_is_no_quantity(lexicon):
     # binary units measure a machine: no word problem uses them
     assert "word_problem" not in [e.kind for e in extract(Task(
         objective="Tried to allocate 10.73 GiB on an 8 GiB card; how can I run it?"), lexicon).evidence]
+
+
+
+def test_a_measured_change_is_no_word_problem_unless_a_quantity_is_asked_of_it(lexicon):
+    def word_problem(text):
+        return "word_problem" in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+
+    assert not word_problem("The p95 latency of the checkout API rose from 300 ms to 450 ms after "
+                            "the release; find the cause.")
+    assert not word_problem("Our model's precision dropped from 0.31 to 0.24 last week; which "
+                            "features shifted?")
+    assert word_problem("The price of a shirt increased from $20 to $25. What is the percentage "
+                        "increase?")
+    assert word_problem("The population of a town grew from 2,000 to 2,500 in five years. Find "
+                        "the annual growth rate.")
 
 
 def test_a_tool_named_as_not_used_is_no_evidence_for_its_trade(lexicon):
