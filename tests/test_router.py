@@ -469,6 +469,18 @@ def test_a_measured_change_is_no_word_problem_unless_a_quantity_is_asked_of_it(l
                         "the annual growth rate.")
 
 
+def test_a_planners_subtask_is_the_work_and_its_goal_the_reason(lexicon):
+    # the goal's "leadership meeting" would make it an everyday ask; the subtask is data's
+    assert domains("Goal: a churn dashboard for the leadership meeting.\nSubtask 2: compute "
+                   "monthly churn per plan from the subscription events.", lexicon) == ["data"]
+    # the goal moves the reports off a cron box (devops); the subtask rewrites a script in Python
+    assert domains("Goal: Move the nightly reports off the old cron box.\nSubtask: Rewrite the "
+                   "bash report script as a Python module with tests.", lexicon)[0] == "python"
+    # a subtask that names no trade leaves the goal to say it
+    assert domains("Goal: speed up the CUDA kernels of the solver.\nSubtask 1: list the slowest "
+                   "three.", lexicon) == ["cuda"]
+
+
 def test_a_tool_named_as_not_used_is_no_evidence_for_its_trade(lexicon):
     negated = extract(Task(objective="Our pandas-free script parses a 2 GB log lazily."), lexicon)
     assert "pandas" not in [e.match for e in negated.evidence]
