@@ -695,7 +695,6 @@ _FENCE_FILES = {tag.encode(): name for name, tags in {
     ".tf": "hcl terraform tf", "dockerfile": "dockerfile docker", ".yaml": "yaml yml",
     "makefile": "makefile make", ".cmake": "cmake", ".md": "markdown md", ".rst": "rst",
 }.items() for tag in tags.split()}
-# "calculate the ...", "find how ...": matched at each occurrence of the verb.
 # "AUC dropped from 0.82 to 0.71", "rose from 300 ms to 450 ms": a change measured (no labelled
 # word problem says one; a problem asks a quantity of it: "by what percent", "find the rate")
 _CHANGE_REPORT = re.compile(
@@ -705,6 +704,7 @@ _CHANGE_REPORT = re.compile(
 _CALCULATION_ASKED = re.compile(
     rb"\b(?:calculate|compute|work out|determine|find the (?:[a-z]+ )?(?:rate|percent|percentage"
     rb"|total|average|number|amount|value|ratio|difference|increase|decrease|growth|change))\b")
+# "calculate the ...", "find how ...": matched at each occurrence of the verb.
 _IMPERATIVE = {verb: re.compile(verb + rb"\s+(the|how|what|her|his|their|its)\b")
                for verb in (b"calculate", b"find", b"determine", b"compute", b"work out")}
 # "the orders table": a table named by a plural noun is a database's ("times table" is not)
@@ -1356,7 +1356,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     if text[:5].lower() == "goal:":
         # A planner's subtask under its goal ("Goal: a churn dashboard for the leadership
         # meeting.\nSubtask 2: compute monthly churn per plan ..."): the subtask is the work, the
-        # goal its reason. The goal's words decide only when the subtask's name no trade (of 80
+        # goal its reason. The goal's words decide only when the subtask names no trade (of 80
         # labelled such tasks 70 right on the whole text, 73 this way, none lost).
         subtask = _SUBTASK.search(text)
         if subtask:
@@ -1506,8 +1506,8 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
         if numbers >= 2 and b"." in marks:
             # a version is no quantity: "merge two dicts in Python 3.9+", "on Ubuntu 22.04"
             numbers -= _version_numbers(text)
-        if numbers >= 2 and not quantity and b" to " in lower and _CHANGE_REPORT.search(lower) and not (
-                imperative and _CALCULATION_ASKED.search(lower)):
+        if (numbers >= 2 and not quantity and b" to " in lower and _CHANGE_REPORT.search(lower)
+                and not (imperative and _CALCULATION_ASKED.search(lower))):
             # a measurement's change is a metric's report, not a problem's two quantities: "the
             # p95 latency rose from 300 ms to 450 ms after the release; find the cause"
             numbers -= 2
