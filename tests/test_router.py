@@ -454,7 +454,6 @@ def test_a_version_is_no_quantity(lexicon):
         objective="Tried to allocate 10.73 GiB on an 8 GiB card; how can I run it?"), lexicon).evidence]
 
 
-
 def test_a_measured_change_is_no_word_problem_unless_a_quantity_is_asked_of_it(lexicon):
     def word_problem(text):
         return "word_problem" in [e.kind for e in extract(Task(objective=text), lexicon).evidence]
