@@ -454,6 +454,11 @@ _CODE_PARTS = frozenset(b"""function functions method methods class dataclass da
     script importer exporter loader parser validator iterator decorator helper wrapper serializer
     deserializer tests code generator generators handler handlers callback callbacks constructor
     regex""".split())
+# Tests asked for a part of the team's code, told in no language: "Add a unit test for the function
+# that parses the bucket name from an S3 URL". The test is code, the subject's words (an S3 URL, a
+# load balancer's logs) only what that code handles.
+_TESTED_PARTS = _CODE_PARTS - {b"tests", b"code"} | frozenset(b"""formatter formatters scheduler
+    builder client reader writer converter calculator""".split())
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
     traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
     integers rounds rounding locale encoding none twice duplicate duplicates ignores ignored
@@ -477,6 +482,7 @@ _OWN_WORK_MAX = 400  # characters: a report of a fault, not a log or a design do
 # Trades that may already lead on words when the rules above weigh in: records' and files' words
 # (data's) beside a fault in code; an operator's words (devops') beside a program's own.
 _CODE_FAULT_RIVALS = frozenset(("python", "data"))
+_TESTED_CODE_RIVALS = frozenset(("python", "data", "devops"))
 _OWN_PROGRAM_RIVALS = frozenset(("systems", "devops"))
 
 
@@ -505,18 +511,23 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> E
     already has its case (min_score); the daemon not when an operator's tool is named outright (a
     weight-3 devops word: "unit file", "systemd"), and no fault in code that is asked for."""
     totals: dict[str, float] = {}
-    asks_for_code = names_operators_tool = False
+    asks_for_code = names_operators_tool = tests_asked = False
     for item in evidence:
         totals[item.domain] = totals.get(item.domain, 0.0) + item.weight
+        tests_asked = tests_asked or (item.kind == "deliverable" and item.match == "test")
         # "Write a function to ...": code asked for, the base model's, not a fault in code of ours
         asks_for_code = asks_for_code or (item.kind == "deliverable" and item.weight < 0)
         names_operators_tool = names_operators_tool or (item.domain == "devops" and item.weight >= 3)
     led = {domain for domain, total in totals.items() if total >= lexicon.min_score}
     own_program, code_fault, store = (led <= _OWN_PROGRAM_RIVALS, led <= _CODE_FAULT_RIVALS,
                                       led <= _STORE_RIVALS)
-    if not (own_program or code_fault or store):
+    tested_code = tests_asked and led <= _TESTED_CODE_RIVALS and not names_operators_tool
+    if not (own_program or code_fault or store or tested_code):
         return None
     words = set(separated.split())
+    if tested_code and words & _TESTED_PARTS:
+        return Evidence(1, "python", "tested_code", "tests for our code, no language named",
+                        lexicon.tested_code_weight)
     if not asks_for_code:
         if (own_program and not names_operators_tool and words & _OS_WORDS
                 and _OWN_PROGRAM.search(separated)):
@@ -821,8 +832,8 @@ class Evidence:
     tier: int
     domain: str  # a domain key; "null": a non-technical task; "unserved": a language no specialist serves
     kind: str    # keyword | deliverable | code | notation | word_problem | shell_task |
-    #              analysis_question | code_fault | own_program | operated_store | file |
-    #              file_word | text_file | shared_language | source_language | embedding
+    #              analysis_question | code_fault | tested_code | own_program | operated_store |
+    #              file | file_word | text_file | shared_language | source_language | embedding
     match: str
     weight: float
 
@@ -867,6 +878,7 @@ class Lexicon:
         self.word_problem_strong_weight = float(settings.get("word_problem_strong_weight", 7.0))
         self.analysis_question_weight = float(settings.get("analysis_question_weight", 2.0))
         self.code_fault_weight = float(settings.get("code_fault_weight", 2.5))
+        self.tested_code_weight = float(settings.get("tested_code_weight", 4.0))
         self.own_program_weight = float(settings.get("own_program_weight", 2.0))
         self.operated_store_weight = float(settings.get("operated_store_weight", 2.5))
         self.code_shape_weight = float(settings.get("code_shape_weight", 4.0))

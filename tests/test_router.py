@@ -1405,6 +1405,24 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
     assert "code_fault" not in kinds("our script crashes when the input file is empty", ["run.sh"])
 
 
+def test_tests_asked_for_our_code_told_in_no_language_are_the_coders(lexicon):
+    def kinds(text):
+        return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+
+    # the test is code; an S3 URL is only what the tested function handles
+    assert domains("Add a unit test for the function that parses the bucket name from an S3 URL.",
+                   lexicon)[0] == "python"
+    assert "tested_code" in kinds("Write unit tests for the learning-rate scheduler that check the "
+                                  "warm-up and the decay at a few steps.")
+    # an operator's tool named outright, a language or another trade's code: not ours to claim
+    assert "tested_code" not in kinds("Write integration tests for the Terraform module that creates "
+                                      "the bucket.")
+    assert domains("Write unit tests for the React component that renders the cart.",
+                   lexicon)[0] == "web"
+    # no test asked: a function's words alone are no test
+    assert "tested_code" not in kinds("Add a function that parses the bucket name from an S3 URL.")
+
+
 def test_a_datastore_operated_is_devops_but_a_question_of_its_contents_is_data(lexicon):
     def kinds(text):
         return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
