@@ -1029,6 +1029,9 @@ class Lexicon:
         plural = _plural(tokens[-1])  # "readmes", "guides"
         if plural:
             forms.append(" ".join([*tokens[:-1], plural]))
+        if len(tokens) == 2:
+            # the object is split on spaces only: "Translate the quick-start" names a quick start
+            forms += [form.replace(" ", "-") for form in forms]
         for form in forms:
             key = form.encode()
             self.deliverables[key] = (*self.deliverables.get(key, ()), evidence)

@@ -135,6 +135,8 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     # a comments section is a page's feature, not a document
     assert domains("Add a comments section under each blog post with replies.", lexicon,
                    ["src/pages/posts/[slug].tsx"])[0] == "web"
+    # a two-word deliverable hyphenated is the same deliverable, though the object splits on spaces
+    assert domains("Translate the quick-start into Spanish and Japanese.", lexicon) == ["docs"]
     # a part of a document named with the document is that document
     assert domains("Add a troubleshooting entry for 'CUDA out of memory' during training.", lexicon,
                    ["docs/troubleshooting.md"]) == ["docs"]
