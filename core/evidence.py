@@ -453,7 +453,7 @@ def _person_clauses(lower: bytes) -> list[tuple[int, int]]:
 _CODE_PARTS = frozenset(b"""function functions method methods class dataclass dataclasses module
     script importer exporter loader parser validator iterator decorator helper wrapper serializer
     deserializer tests code generator generators handler handlers callback callbacks constructor
-    regex""".split())
+    regex calculator lookup""".split())
 # Tests asked for a part of the team's code, told in no language: "Add a unit test for the function
 # that parses the bucket name from an S3 URL". The test is code, the subject's words (an S3 URL, a
 # load balancer's logs) only what that code handles.
@@ -462,7 +462,7 @@ _TESTED_PARTS = _CODE_PARTS - {b"tests", b"code"} | frozenset(b"""formatter form
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
     traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
     integers rounds rounding locale encoding none twice duplicate duplicates ignores ignored
-    silently wrong always never forever""".split())
+    silently wrong always never forever zero rejects""".split())
 # A program of the team's own (a daemon, a server, a tool it wrote or ships; not a library, which
 # is written in every language) meeting the operating system: systems programming, though an
 # operator's words tell it ("our daemon should drop root privileges after binding port 443", "the
@@ -580,7 +580,7 @@ _PROGRAM_WORDS = frozenset(b"""machine machines server servers secrets credentia
     program app code function error errors crash crashes exception traceback stack bug page
     button form file class classes method methods module modules library api generator
     functions test tests mock mocks interface endpoint webhook environment environments sandbox
-    sandboxes instance instances deploy deployment""".split())
+    sandboxes instance instances deploy deployment provider providers timeout timeouts""".split())
 # "each other" and a number that is not a count ("the number in the address bar") ask nothing
 _NOT_ANALYSIS = re.compile(rb" each other\b| number(?! of\b)")
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))

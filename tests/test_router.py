@@ -1403,6 +1403,8 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
     assert "code_fault" not in kinds("Write a function that returns the second largest number in a list.")
     assert "code_fault" not in kinds("Write a function to remove duplicate words from a sentence.")
     assert "code_fault" in kinds("our script's logging prints every message twice after we imported a library")
+    assert domains("The shipping cost calculator returns zero for parcels heavier than 30 kg.",
+                   lexicon) == ["python"]
     # the task's own files speak for themselves
     assert "code_fault" not in kinds("our script crashes when the input file is empty", ["run.sh"])
 
