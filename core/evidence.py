@@ -458,7 +458,7 @@ _CODE_PARTS = frozenset(b"""function functions method methods class dataclass da
 # that parses the bucket name from an S3 URL". The test is code, the subject's words (an S3 URL, a
 # load balancer's logs) only what that code handles.
 _TESTED_PARTS = _CODE_PARTS - {b"tests", b"code"} | frozenset(b"""formatter formatters scheduler
-    builder client reader writer converter calculator""".split())
+    builder client reader writer converter""".split())
 _CODE_FAULTS = frozenset(b"""crashes crash raises throws leaks leak loops loop memory exception
     traceback mutates compares imports hangs chokes breaks fails fail slow float floats integer
     integers rounds rounding locale encoding none twice duplicate duplicates ignores ignored
@@ -480,7 +480,8 @@ _OS_WORDS = frozenset(b"""sockets socket descriptors descriptor fd fds pid privi
     mapped page cache""".split())
 _OWN_WORK_MAX = 400  # characters: a report of a fault, not a log or a design document
 # Trades that may already lead on words when the rules above weigh in: records' and files' words
-# (data's) beside a fault in code; an operator's words (devops') beside a program's own.
+# (data's) beside a fault in code; those and the cloud's (devops') beside tests of our code; an
+# operator's words (devops') beside a program's own.
 _CODE_FAULT_RIVALS = frozenset(("python", "data"))
 _TESTED_CODE_RIVALS = frozenset(("python", "data", "devops"))
 _OWN_PROGRAM_RIVALS = frozenset(("systems", "devops"))
@@ -506,10 +507,11 @@ _STORE_RIVALS = frozenset(("data", "devops"))
 
 def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
     """Evidence for the trade a shape of the team's own work names in another trade's words: a
-    daemon's or a server's dealings with the OS (systems), a fault in a script or a function
-    (python), a datastore operated (devops). Each only when no trade but the two at its seam
-    already has its case (min_score); the daemon not when an operator's tool is named outright (a
-    weight-3 devops word: "unit file", "systemd"), and no fault in code that is asked for."""
+    daemon's or a server's dealings with the OS (systems), a fault in a script or a function or
+    tests asked for one (python), a datastore operated (devops). Each only when no trade but those
+    at its seam already has its case (min_score); the daemon and the tests not when an operator's
+    tool is named outright (a weight-3 devops word: "unit file", "systemd", "terraform"), and no
+    fault in code that is asked for."""
     totals: dict[str, float] = {}
     asks_for_code = names_operators_tool = tests_asked = False
     for item in evidence:
