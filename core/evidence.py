@@ -482,6 +482,24 @@ _OWN_WORK_MAX = 400  # characters: a report of a fault, not a log or a design do
 # Trades that may already lead on words when the rules above weigh in: records' and files' words
 # (data's) beside a fault in code; those and the cloud's (devops') beside tests of our code; an
 # operator's words (devops') beside a program's own.
+# A part of the product misbehaving, told in its business's words: "The renewal job charges
+# customers twice when it's restarted", "The booking service lets two people reserve the same
+# seat". The subject (in the first words) is a part of the product, not an analyst's artefact (a
+# report, a dashboard, an export: "The monthly revenue report counts VAT twice" is data's), and
+# the sentence says what it does. Not a question, and not an analyst's imperative.
+_PRODUCT_PARTS = frozenset(b"""app application service job system site checkout basket cart
+    generator numbering renewal reminder booking subscription confirmation signup login account
+    billing invoicing loyalty referral calculator worker scheduler importer integration backend
+    api""".split())
+_ANALYSTS_ARTEFACTS = frozenset(b"""report reports dashboard dashboards export exports query
+    queries chart charts table tables count counts rate rates metric metrics kpi number numbers
+    total totals figures notebook model forecast analysis""".split())
+_PRODUCT_DOINGS = frozenset(b"""charges charge sends creates skips awards shows goes puts lets
+    accepts rejects returns gives applies allows uses keeps deletes overwrites ignores doubles
+    emails notifies bills refunds""".split())
+_PRODUCT_SUBJECT_WORDS = 6
+_ANALYSTS_ASKS = frozenset(b"""which what who how find compare list show count give tell rank plot
+    chart calculate compute is are does do can should why""".split())
 _CODE_FAULT_RIVALS = frozenset(("python", "data"))
 _TESTED_CODE_RIVALS = frozenset(("python", "data", "devops"))
 _OWN_PROGRAM_RIVALS = frozenset(("systems", "devops"))
@@ -505,7 +523,8 @@ _STORE_CONTENTS = frozenset(b"""query queries select join joins rows row columns
 _STORE_RIVALS = frozenset(("data", "devops"))
 
 
-def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> Evidence | None:
+def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
+              asks: bool = False) -> Evidence | None:
     """Evidence for the trade a shape of the team's own work names in another trade's words: a
     daemon's or a server's dealings with the OS (systems), a fault in a script or a function or
     tests asked for one (python), a datastore operated (devops). Each only when no trade but those
@@ -538,6 +557,11 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon) -> E
         if code_fault and words & _CODE_PARTS and words & _CODE_FAULTS:
             return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
                             lexicon.code_fault_weight)
+        if code_fault and not asks and words & _PRODUCT_DOINGS:
+            subject = set(separated.split(None, _PRODUCT_SUBJECT_WORDS)[:_PRODUCT_SUBJECT_WORDS])
+            if subject & _PRODUCT_PARTS and not subject & _ANALYSTS_ARTEFACTS:
+                return Evidence(1, "python", "code_fault", "a part of our product misbehaves",
+                                lexicon.code_fault_weight)
     if store and words & _DATASTORES and words & _STORE_OPERATIONS and not words & _STORE_CONTENTS:
         return Evidence(1, "devops", "operated_store", "a datastore operated, not its contents",
                         lexicon.operated_store_weight)
@@ -1734,7 +1758,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
 
     # Tier 1: the team's own work told in another trade's words (see _own_work)
     if not has_code and not task.context_refs and len(text) <= _OWN_WORK_MAX:
-        own = _own_work(separated, evidence, lexicon)
+        # a question or an analyst's imperative asks about the records, not of the product
+        asks = b"?" in marks or first_word in _ANALYSTS_ASKS
+        own = _own_work(separated, evidence, lexicon, asks)
         if own:
             evidence.append(own)
 

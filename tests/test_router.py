@@ -1407,6 +1407,14 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
                    lexicon) == ["python"]
     # the task's own files speak for themselves
     assert "code_fault" not in kinds("our script crashes when the input file is empty", ["run.sh"])
+    # a part of the product doing the wrong thing, in its business's words, is the product's code;
+    # an analyst's report doing it, or a question about the records, is data's
+    assert domains("The renewal job charges customers twice when it's restarted halfway through.",
+                   lexicon) == ["python"]
+    assert "code_fault" not in kinds("The monthly revenue report counts VAT twice for orders that "
+                                     "were edited after checkout.")
+    assert "code_fault" not in kinds("Which customers does the loyalty service award points to "
+                                     "twice?")
 
 
 def test_tests_asked_for_our_code_told_in_no_language_are_the_coders(lexicon):
