@@ -479,9 +479,6 @@ _OS_WORDS = frozenset(b"""sockets socket descriptors descriptor fd fds pid privi
     rename memory leak leaks heap stack kernel filesystem ephemeral connections bind binding ulimit
     mapped page cache""".split())
 _OWN_WORK_MAX = 400  # characters: a report of a fault, not a log or a design document
-# Trades that may already lead on words when the rules above weigh in: records' and files' words
-# (data's) beside a fault in code; those and the cloud's (devops') beside tests of our code; an
-# operator's words (devops') beside a program's own.
 # A part of the product misbehaving, told in its business's words: "The renewal job charges
 # customers twice when it's restarted", "The booking service lets two people reserve the same
 # seat". The subject (in the first words) is a part of the product, not an analyst's artefact (a
@@ -500,6 +497,9 @@ _PRODUCT_DOINGS = frozenset(b"""charges charge sends creates skips awards shows 
 _PRODUCT_SUBJECT_WORDS = 6
 _ANALYSTS_ASKS = frozenset(b"""which what who how find compare list show count give tell rank plot
     chart calculate compute is are does do can should why""".split())
+# Trades that may already lead on words when the rules above weigh in: records' and files' words
+# (data's) beside a fault in code; those and the cloud's (devops') beside tests of our code; an
+# operator's words (devops') beside a program's own.
 _CODE_FAULT_RIVALS = frozenset(("python", "data"))
 _TESTED_CODE_RIVALS = frozenset(("python", "data", "devops"))
 _OWN_PROGRAM_RIVALS = frozenset(("systems", "devops"))
@@ -524,7 +524,7 @@ _STORE_RIVALS = frozenset(("data", "devops"))
 
 
 def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
-              asks: bool = False) -> Evidence | None:
+              asks: bool) -> Evidence | None:
     """Evidence for the trade a shape of the team's own work names in another trade's words: a
     daemon's or a server's dealings with the OS (systems), a fault in a script or a function or
     tests asked for one (python), a datastore operated (devops). Each only when no trade but those
@@ -1759,7 +1759,7 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     # Tier 1: the team's own work told in another trade's words (see _own_work)
     if not has_code and not task.context_refs and len(text) <= _OWN_WORK_MAX:
         # a question or an analyst's imperative asks about the records, not of the product
-        asks = b"?" in marks or first_word in _ANALYSTS_ASKS
+        asks = b"?" in lower or first_word in _ANALYSTS_ASKS
         own = _own_work(separated, evidence, lexicon, asks)
         if own:
             evidence.append(own)

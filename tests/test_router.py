@@ -1415,6 +1415,8 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
                                      "were edited after checkout.")
     assert "code_fault" not in kinds("Which customers does the loyalty service award points to "
                                      "twice?")
+    assert "code_fault" not in kinds("The loyalty service awards points for refunds: how many did "
+                                     "it award last year?")
 
 
 def test_tests_asked_for_our_code_told_in_no_language_are_the_coders(lexicon):
