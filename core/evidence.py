@@ -495,6 +495,39 @@ _PRODUCT_DOINGS = frozenset(b"""charges charge sends creates skips awards shows 
     accepts rejects returns gives applies allows uses keeps deletes overwrites ignores doubles
     emails notifies bills refunds""".split())
 _PRODUCT_SUBJECT_WORDS = 6
+# The same fault found by the sentence's own shape where those lists end ("The basket forgets the
+# discount when ...", "The stock level goes negative when ..."): the subject opens the sentence,
+# its verb is the first word after it that ends in -s and is no noun, and the subject's last word
+# (its head) is no analyst's artefact, no surface a visitor sees (web's), no machine (an
+# operator's or a systems programmer's), no person. The business's records must be named
+# somewhere, or "The cat keeps scratching the sofa" would be a fault in our code.
+_SENTENCE_OPENERS = frozenset((b"the", b"our"))
+_VERB_WITHIN = 9  # words: a subject is short
+_ENDS_IN_S_NOT_A_VERB = frozenset(b"""is was has this its us always sometimes across plus status bus
+    gas news series canvas atlas business analysis basis ios aws kubernetes postgres redis js css
+    his hers yours ours theirs whereas perhaps afterwards towards less unless thus yes""".split())
+_VERBS_NOT_ENDING_IN_S = frozenset(b"doesn won can cannot".split())
+_PREPOSITIONS = frozenset(b"of in for on from with at by to per into about".split())
+# "The product categories were renamed": a plural subject, its verb after it
+_AFTER_A_PLURAL_SUBJECT = frozenset(b"are were have had do don will can should may would could".split())
+# "The payments service charges ...": a plural noun naming the part that follows it
+_PARTS_NAMED_BY_A_PLURAL = frozenset(b"service services job jobs app api endpoint system worker table tables".split())
+_WISHES = frozenset(b"needs wants likes hopes plans asks".split())  # "Our startup needs a name": no fault
+_SURFACES = frozenset(b"""shop storefront endpoint endpoints comment comments page pages screen
+    screens button buttons form forms header footer modal modals tab tabs link links banner menu field
+    fields input inputs widget widgets image images layout sidebar navbar popup tooltip dropdown
+    carousel icon icons font fonts site website browser""".split())
+_MACHINERY = frozenset(b"""program programs daemon server servers pod pods node nodes cluster
+    container containers disk disks machine machines host hosts vm vms instance instances database
+    databases db backup backups pipeline pipelines build builds deploy deploys runner runners gpu gpus
+    card cards cpu network certificate dns""".split())
+_PEOPLE = frozenset(b"""team teams customer customers user users manager managers people person
+    staff boss client clients company everyone nobody someone we i they he she it you engineers
+    developers analysts finance marketing sales support ops admin admins""".split())
+_ANALYSTS_OUTPUTS = _ANALYSTS_ARTEFACTS | frozenset(
+    b"kpis models forecasts notebooks spreadsheet sheet deck".split())
+_NOT_THE_PRODUCTS_PART = _ANALYSTS_OUTPUTS | _SURFACES | _MACHINERY | _PEOPLE
+_ADVERBS = frozenset(b"still now sometimes always never often occasionally randomly suddenly also just only already then".split())
 _ANALYSTS_ASKS = frozenset(b"""which what who how find compare list show count give tell rank plot
     chart calculate compute is are does do can should why""".split())
 # Trades that may already lead on words when the rules above weigh in: records' and files' words
@@ -521,6 +554,33 @@ _STORE_CONTENTS = frozenset(b"""query queries select join joins rows row columns
     reports dashboard aggregate compute average sum count total per which who schema model table
     tables index indexes insert inserts""".split())
 _STORE_RIVALS = frozenset(("data", "devops"))
+
+
+def _tells_a_product_fault(words: list[bytes]) -> bool:
+    """The second shape of a product's fault (see _SENTENCE_OPENERS): a subject of the product's
+    own, then its doing. No parser: the verb is known by its -s and its neighbours."""
+    if not words or words[0] not in _SENTENCE_OPENERS:
+        return False
+    for at in range(2, min(len(words) - 1, _VERB_WITHIN)):
+        word, before, after = words[at], words[at - 1], words[at + 1]
+        if word in (b"s", b"t"):  # the customer's, doesn't
+            continue
+        if not (word in _VERBS_NOT_ENDING_IN_S or len(word) > 3 and word.endswith(b"s")
+                and not word.endswith((b"ss", b"us", b"is")) and word not in _ENDS_IN_S_NOT_A_VERB):
+            continue
+        if (before in _PREPOSITIONS or before == b"s" or word in _BUSINESS_RECORDS
+                or word in _NOT_THE_PRODUCTS_PART or after in _AFTER_A_PLURAL_SUBJECT
+                or after in _PARTS_NAMED_BY_A_PLURAL):
+            continue  # a noun: "the share of orders", "the service's goroutines", "orders were"
+        if word in _WISHES:
+            return False
+        head = at - 1
+        while head > 1 and words[head] in _ADVERBS:
+            head -= 1
+        subject = set(words[1:at])
+        return (words[head] not in _NOT_THE_PRODUCTS_PART and not subject & (_SURFACES | _MACHINERY)
+                and not _BUSINESS_RECORDS.isdisjoint(words))
+    return False
 
 
 def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
@@ -557,9 +617,10 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
         if code_fault and words & _CODE_PARTS and words & _CODE_FAULTS:
             return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
                             lexicon.code_fault_weight)
-        if code_fault and not asks and words & _PRODUCT_DOINGS:
+        if code_fault and not asks:
             subject = set(separated.split(None, _PRODUCT_SUBJECT_WORDS)[:_PRODUCT_SUBJECT_WORDS])
-            if subject & _PRODUCT_PARTS and not subject & _ANALYSTS_ARTEFACTS:
+            if ((words & _PRODUCT_DOINGS and subject & _PRODUCT_PARTS
+                 and not subject & _ANALYSTS_ARTEFACTS) or _tells_a_product_fault(separated.split())):
                 return Evidence(1, "python", "code_fault", "a part of our product misbehaves",
                                 lexicon.code_fault_weight)
     if store and words & _DATASTORES and words & _STORE_OPERATIONS and not words & _STORE_CONTENTS:

@@ -1419,6 +1419,28 @@ def test_a_fault_in_our_own_program_told_in_no_language_goes_to_its_trade(lexico
                                      "it award last year?")
 
 
+def test_a_product_fault_is_known_by_its_sentence_shape_where_the_lists_end(lexicon):
+    def kinds(text):
+        return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
+
+    # a subject of the product's own and its doing, though neither is in the rule's lists
+    assert domains("The coupon code applies twice when the customer goes back to the cart.",
+                   lexicon) == ["python"]
+    assert domains("Our seat map shows a booked seat as free when two customers pick it at once.",
+                   lexicon) == ["python"]
+    # the head of the subject decides: an analyst's report, a page a visitor sees, a team of people
+    assert "code_fault" not in kinds("The weekly sales report counts refunds as new orders.")
+    assert "code_fault" not in kinds("The checkout page shows the old price to customers on mobile.")
+    assert "code_fault" not in kinds("The finance team wants the orders as a spreadsheet every Monday.")
+    # a plural noun is no verb: before a plural's verb, after a preposition, after a possessive
+    assert "code_fault" not in kinds("The product categories were renamed in March for the customers.")
+    assert "code_fault" not in kinds("The share of orders from returning customers looks too high.")
+    assert "code_fault" not in kinds("The nightly server restarts drop orders in flight.")
+    # a wish is no fault, and without the business's records the shape says nothing
+    assert "code_fault" not in kinds("Our startup needs a catchy name for its customers.")
+    assert "code_fault" not in kinds("The old laptop shows a black screen when it wakes up.")
+
+
 def test_tests_asked_for_our_code_told_in_no_language_are_the_coders(lexicon):
     def kinds(text):
         return [e.kind for e in extract(Task(objective=text), lexicon).evidence]
