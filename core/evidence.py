@@ -667,7 +667,7 @@ _PROGRAM_WORDS = frozenset(b"""machine machines server servers secrets credentia
     program app code function error errors crash crashes exception traceback stack bug page
     button form file class classes method methods module modules library api generator
     functions test tests mock mocks interface endpoint webhook environment environments sandbox
-    sandboxes instance instances deploy deployment provider providers timeout timeouts logs gateway
+    sandboxes instance instances deploy deployment provider providers timeout timeouts logs gateway connections
     gateways""".split())
 # "each other" and a number that is not a count ("the number in the address bar") ask nothing
 _NOT_ANALYSIS = re.compile(rb" each other\b| number(?! of\b)")
