@@ -1852,7 +1852,7 @@ _DETERMINERS = frozenset(b"""the a an our every each all this these those its th
     how what why which when where""".split())
 # A later sentence's first word. The object and where it goes lie within a few hundred bytes:
 # slicing there keeps a 2 KB task from being copied once per sentence.
-_SENTENCE_START = re.compile(rb"\.\s+([a-z]+)")
+_SENTENCE_START = re.compile(rb"(?:\.\s+|\n[ \t]*\n\s*)([a-z]+)")  # after a full stop, or a blank line (the ask under pasted code)
 _PHRASE_BYTES = 240
 _LATER_SENTENCES = 3  # the ask is stated early; a 2 KB log is not searched sentence by sentence
 

@@ -123,6 +123,9 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     # the first later sentence that opens with such a verb, when the first one does not
     assert domains("Our Rust crate has no crate-level documentation. Write the //! overview at "
                    "the top of lib.rs with an example.", lexicon, ["src/lib.rs"])[0] == "docs"
+    # ... or under pasted code, after a blank line: the ask as a chat has it
+    assert domains("def total(xs):\n    return sum(xs)\n\nwrite a proper docstring for this with "
+                   "an example", lexicon) == ["docs"]
     # the object ends at a preposition: "a short comment above each regular expression"
     assert domains("Add a short comment above each regular expression in the validator.", lexicon,
                    ["validators/patterns.py"])[0] == "docs"
