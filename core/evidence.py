@@ -1882,6 +1882,9 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
 _SPECIFIC = frozenset((b"the", b"our", b"this", b"its", b"each", b"every"))
 _SAYS_WHERE = frozenset((b"explain", b"describe", b"note", b"mention", b"state"))
 _CONVERTING_VERBS = frozenset((b"turn", b"convert"))
+_MAKING_VERBS = frozenset((b"write", b"add", b"create", b"make", b"draft", b"generate",
+                           b"produce", b"prepare"))
+_OPERATORS_ARTEFACTS = "devops"  # the trade of [devops.deliverables]: see _deliverable
 _WRITING_VERBS = frozenset((b"write", b"draft", b"rewrite", b"make", b"plan", b"suggest",
                             b"prepare", b"revise", b"proofread", b"translate"))
 
@@ -1937,6 +1940,10 @@ def _deliverable(lower: bytes, verb: bytes, lexicon: Lexicon) -> tuple[Evidence,
         # "Write the email that the app sends", "Add a card to the dashboard": a piece of the
         # product, not a letter
         return ()
+    if found and verb not in _MAKING_VERBS and found[0].domain == _OPERATORS_ARTEFACTS:
+        # an operator's artefact is delivered when it is made; "Annotate the workflow with
+        # comments" delivers comments, and "Fix the Dockerfile" is left to its words
+        found = None
     if found:
         return found
     if stop in _DESTINATIONS or (stop == b"with" and verb in _ADDS_WITH):

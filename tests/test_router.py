@@ -123,6 +123,13 @@ def test_the_opening_verbs_object_names_the_deliverable(lexicon):
     # the first later sentence that opens with such a verb, when the first one does not
     assert domains("Our Rust crate has no crate-level documentation. Write the //! overview at "
                    "the top of lib.rs with an example.", lexicon, ["src/lib.rs"])[0] == "docs"
+    # an operator's artefact made is devops' whatever it packages or builds; annotated, it is not
+    assert domains("Write a Dockerfile for the FastAPI app that runs as a non-root user and uses "
+                   "uvicorn with four workers.", lexicon, ["app/main.py"])[0] == "devops"
+    assert domains("Write a Makefile target that builds the docs with MkDocs and serves them "
+                   "locally.", lexicon, ["Makefile"])[0] == "devops"
+    assert domains("Annotate the GitHub Actions workflow with comments explaining why each job "
+                   "exists.", lexicon, [".github/workflows/ci.yml"])[0] == "docs"
     # ... or under pasted code, after a blank line: the ask as a chat has it
     assert domains("def total(xs):\n    return sum(xs)\n\nwrite a proper docstring for this with "
                    "an example", lexicon) == ["docs"]
