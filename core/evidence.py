@@ -1788,11 +1788,12 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
     # hardly more evidence than one: each further file of a domain counts half the one before.
     if refs or text_files:
         file_hits = []
-        documents_only = bool(refs)
+        documents_only = stylesheets_only = bool(refs)
         for ref in refs:
             hits = _file_hits(lexicon, ref)
             documents_only = documents_only and bool(hits) and (
                 all(hit[0] == "docs" for hit in hits) or _names_a_document(lexicon, ref))
+            stylesheets_only = stylesheets_only and ref.lower().endswith(_STYLESHEETS)
             file_hits += [(weight, domain, f"{ref} ({label})", "file") for domain, weight, label in hits]
         if text_files:
             ref_names = {ref.rstrip("/").rsplit("/", 1)[-1].lower() for ref in task.context_refs}
@@ -1815,6 +1816,12 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
             # every file the task touches is a document (README.md, docs/install.md): so is what
             # it delivers, whatever the text is about (192 labelled tasks, all documentation)
             evidence.append(Evidence(2, "docs", "deliverable", "only documents in the refs",
+                                     lexicon.documents_only_weight))
+        elif stylesheets_only:
+            # every file the task touches is a stylesheet: it delivers a page's look, whatever
+            # the page is about ("Style the API docs page ..." with docs/theme/custom.css; 51
+            # labelled tasks with a stylesheet in the refs, all web's)
+            evidence.append(Evidence(2, "web", "deliverable", "only stylesheets in the refs",
                                      lexicon.documents_only_weight))
 
     # Tier 1: the team's own work told in another trade's words (see _own_work)
@@ -1881,6 +1888,7 @@ def _noun_phrase(words: list[bytes], start: int, limit: int) -> tuple[list[bytes
 
 _SPECIFIC = frozenset((b"the", b"our", b"this", b"its", b"each", b"every"))
 _SAYS_WHERE = frozenset((b"explain", b"describe", b"note", b"mention", b"state"))
+_STYLESHEETS = (".css", ".scss", ".sass", ".less", ".styl")
 _CONVERTING_VERBS = frozenset((b"turn", b"convert"))
 _MAKING_VERBS = frozenset((b"write", b"add", b"create", b"make", b"draft", b"generate",
                            b"produce", b"prepare"))

@@ -173,6 +173,16 @@ def test_a_task_that_touches_only_documents_delivers_a_document(lexicon):
     assert domains(page, lexicon, ["docs/sql/window_functions.md", "sql/report.sql"])[0] == "data"
 
 
+def test_a_task_that_touches_only_stylesheets_delivers_a_pages_look(lexicon):
+    task = "Style the API docs page so code samples have a copy button and syntax highlighting."
+    assert domains(task, lexicon, ["docs/theme/custom.css"])[0] == "web"
+    # a document asked for by the opening verb still is one
+    assert domains("Document the design tokens defined in tokens.css.", lexicon,
+                   ["src/styles/tokens.css"])[0] == "docs"
+    # another file among the refs: the words decide as before
+    assert domains(task, lexicon, ["docs/theme/custom.css", "docs/api.md"])[0] == "docs"
+
+
 def test_a_verb_that_names_its_deliverable(lexicon):
     refs = ["docs/ci.md", ".github/workflows/"]
     ex = extract(Task(objective="Document the GitHub Actions workflows: what each one does.",
