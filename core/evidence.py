@@ -617,7 +617,8 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
         if code_fault and words & _CODE_PARTS and words & _CODE_FAULTS:
             return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
                             lexicon.code_fault_weight)
-        if code_fault and not asks:
+        if code_fault and not asks and separated[1:separated.find(b" ", 1)] not in _MAKING_VERBS:
+            # ("Write the onboarding email the app sends ..." asks for a new part: no fault)
             subject = set(separated.split(None, _PRODUCT_SUBJECT_WORDS)[:_PRODUCT_SUBJECT_WORDS])
             if ((words & _PRODUCT_DOINGS and subject & _PRODUCT_PARTS
                  and not subject & _ANALYSTS_ARTEFACTS) or _tells_a_product_fault(separated.split())):

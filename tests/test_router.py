@@ -1456,6 +1456,9 @@ def test_a_product_fault_is_known_by_its_sentence_shape_where_the_lists_end(lexi
     assert "code_fault" not in kinds("The product categories were renamed in March for the customers.")
     assert "code_fault" not in kinds("The share of orders from returning customers looks too high.")
     assert "code_fault" not in kinds("The nightly server restarts drop orders in flight.")
+    # a new part asked for is no fault, though it names what a part of the product does
+    assert "code_fault" not in kinds("Write the onboarding email the app sends to new users with "
+                                     "three tips to get started.")
     # a wish is no fault, and without the business's records the shape says nothing
     assert "code_fault" not in kinds("Our startup needs a catchy name for its customers.")
     assert "code_fault" not in kinds("The old laptop shows a black screen when it wakes up.")
