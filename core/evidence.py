@@ -495,6 +495,8 @@ _PRODUCT_DOINGS = frozenset(b"""charges charge sends creates skips awards shows 
     accepts rejects returns gives applies allows uses keeps deletes overwrites ignores doubles
     emails notifies bills refunds""".split())
 _PRODUCT_SUBJECT_WORDS = 6
+_ANALYSTS_ASKS = frozenset(b"""which what who how find compare list show count give tell rank plot
+    chart calculate compute is are does do can should why""".split())
 # The same fault found by the sentence's own shape where those lists end ("The basket forgets the
 # discount when ...", "The stock level goes negative when ..."): the subject opens the sentence,
 # its verb is the first word after it that ends in -s and is no noun, and the subject's last word
@@ -509,27 +511,29 @@ _ENDS_IN_S_NOT_A_VERB = frozenset(b"""is was has this its us always sometimes ac
 _VERBS_NOT_ENDING_IN_S = frozenset(b"doesn won can cannot".split())
 _PREPOSITIONS = frozenset(b"of in for on from with at by to per into about".split())
 # "The product categories were renamed": a plural subject, its verb after it
-_AFTER_A_PLURAL_SUBJECT = frozenset(b"are were have had do don will can should may would could".split())
+_AFTER_A_PLURAL_SUBJECT = frozenset(
+    b"are were have had do don will can should may would could".split())
 # "The payments service charges ...": a plural noun naming the part that follows it
-_PARTS_NAMED_BY_A_PLURAL = frozenset(b"service services job jobs app api endpoint system worker table tables".split())
-_WISHES = frozenset(b"needs wants likes hopes plans asks".split())  # "Our startup needs a name": no fault
+_PARTS_NAMED_BY_A_PLURAL = frozenset(
+    b"service services job jobs app api endpoint system worker table tables".split())
+# "Our startup needs a name": a wish, no fault
+_WISHES = frozenset(b"needs wants likes hopes plans asks".split())
 _SURFACES = frozenset(b"""shop storefront endpoint endpoints comment comments page pages screen
-    screens button buttons form forms header footer modal modals tab tabs link links banner menu field
-    fields input inputs widget widgets image images layout sidebar navbar popup tooltip dropdown
-    carousel icon icons font fonts site website browser""".split())
+    screens button buttons form forms header footer modal modals tab tabs link links banner menu
+    field fields input inputs widget widgets image images layout sidebar navbar popup tooltip
+    dropdown carousel icon icons font fonts site website browser""".split())
 _MACHINERY = frozenset(b"""program programs daemon server servers pod pods node nodes cluster
     container containers disk disks machine machines host hosts vm vms instance instances database
-    databases db backup backups pipeline pipelines build builds deploy deploys runner runners gpu gpus
-    card cards cpu network certificate dns""".split())
+    databases db backup backups pipeline pipelines build builds deploy deploys runner runners gpu
+    gpus card cards cpu network certificate dns""".split())
 _PEOPLE = frozenset(b"""team teams customer customers user users manager managers people person
     staff boss client clients company everyone nobody someone we i they he she it you engineers
     developers analysts finance marketing sales support ops admin admins""".split())
 _ANALYSTS_OUTPUTS = _ANALYSTS_ARTEFACTS | frozenset(
     b"kpis models forecasts notebooks spreadsheet sheet deck".split())
 _NOT_THE_PRODUCTS_PART = _ANALYSTS_OUTPUTS | _SURFACES | _MACHINERY | _PEOPLE
-_ADVERBS = frozenset(b"still now sometimes always never often occasionally randomly suddenly also just only already then".split())
-_ANALYSTS_ASKS = frozenset(b"""which what who how find compare list show count give tell rank plot
-    chart calculate compute is are does do can should why""".split())
+_ADVERBS = frozenset(b"""still now sometimes always never often occasionally randomly suddenly
+    also just only already then""".split())
 # Trades that may already lead on words when the rules above weigh in: records' and files' words
 # (data's) beside a fault in code; those and the cloud's (devops') beside tests of our code; an
 # operator's words (devops') beside a program's own.
@@ -605,7 +609,8 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
     tested_code = tests_asked and led <= _TESTED_CODE_RIVALS and not names_operators_tool
     if not (own_program or code_fault or store or tested_code):
         return None
-    words = set(separated.split())
+    tokens = separated.split()
+    words = set(tokens)
     if tested_code and words & _TESTED_PARTS:
         return Evidence(1, "python", "tested_code", "tests for our code, no language named",
                         lexicon.tested_code_weight)
@@ -617,11 +622,10 @@ def _own_work(separated: bytes, evidence: list[Evidence], lexicon: Lexicon,
         if code_fault and words & _CODE_PARTS and words & _CODE_FAULTS:
             return Evidence(1, "python", "code_fault", "a fault in our code, no language named",
                             lexicon.code_fault_weight)
-        if code_fault and not asks and separated[1:separated.find(b" ", 1)] not in _MAKING_VERBS:
-            # ("Write the onboarding email the app sends ..." asks for a new part: no fault)
-            subject = set(separated.split(None, _PRODUCT_SUBJECT_WORDS)[:_PRODUCT_SUBJECT_WORDS])
+        if code_fault and not asks:
+            subject = set(tokens[:_PRODUCT_SUBJECT_WORDS])
             if ((words & _PRODUCT_DOINGS and subject & _PRODUCT_PARTS
-                 and not subject & _ANALYSTS_ARTEFACTS) or _tells_a_product_fault(separated.split())):
+                 and not subject & _ANALYSTS_ARTEFACTS) or _tells_a_product_fault(tokens)):
                 return Evidence(1, "python", "code_fault", "a part of our product misbehaves",
                                 lexicon.code_fault_weight)
     if store and words & _DATASTORES and words & _STORE_OPERATIONS and not words & _STORE_CONTENTS:
@@ -668,8 +672,8 @@ _PROGRAM_WORDS = frozenset(b"""machine machines server servers secrets credentia
     program app code function error errors crash crashes exception traceback stack bug page
     button form file class classes method methods module modules library api generator
     functions test tests mock mocks interface endpoint webhook environment environments sandbox
-    sandboxes instance instances deploy deployment provider providers timeout timeouts logs gateway connections
-    gateways""".split())
+    sandboxes instance instances deploy deployment provider providers timeout timeouts logs gateway
+    gateways connections""".split())
 # "each other" and a number that is not a count ("the number in the address bar") ask nothing
 _NOT_ANALYSIS = re.compile(rb" each other\b| number(?! of\b)")
 _FIRST_PERSON = frozenset((b"i", b"my", b"me"))
@@ -1827,8 +1831,9 @@ def extract(task: Task, lexicon: Lexicon, *, relinked: bool = False) -> Extracti
 
     # Tier 1: the team's own work told in another trade's words (see _own_work)
     if not has_code and not task.context_refs and len(text) <= _OWN_WORK_MAX:
-        # a question or an analyst's imperative asks about the records, not of the product
-        asks = b"?" in lower or first_word in _ANALYSTS_ASKS
+        # a question or an analyst's imperative asks about the records, and a making verb for a
+        # new part ("Write the onboarding email the app sends ..."): none reports a product's fault
+        asks = b"?" in lower or first_word in _ANALYSTS_ASKS or first_word in _MAKING_VERBS
         own = _own_work(separated, evidence, lexicon, asks)
         if own:
             evidence.append(own)
@@ -1860,7 +1865,8 @@ _DETERMINERS = frozenset(b"""the a an our every each all this these those its th
     how what why which when where""".split())
 # A later sentence's first word. The object and where it goes lie within a few hundred bytes:
 # slicing there keeps a 2 KB task from being copied once per sentence.
-_SENTENCE_START = re.compile(rb"(?:\.\s+|\n[ \t]*\n\s*)([a-z]+)")  # after a full stop, or a blank line (the ask under pasted code)
+# (after a full stop, or after a blank line: the ask under pasted code)
+_SENTENCE_START = re.compile(rb"(?:\.\s+|\n[ \t]*\n\s*)([a-z]+)")
 _PHRASE_BYTES = 240
 _LATER_SENTENCES = 3  # the ask is stated early; a 2 KB log is not searched sentence by sentence
 
